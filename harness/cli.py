@@ -1,0 +1,158 @@
+"""The `bench` command: a thin Typer layer over `run_suite`, `plan_cells`, `build_report` and the registry.
+
+User mistakes (`BenchError`) print one line on stderr and exit with code 2, without traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import BenchError
+
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+P = ParamSpec("P")
+
+
+def user_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """A `BenchError` becomes one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except BenchError as exc:
+            stderr.print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def create_app() -> typer.Typer:
+    app = typer.Typer(
+        name="bench",
+        help="Which fine-tuning strategy pays off, for which backbone, on which vision task, at what cost.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, command in (("run", run), ("plan", plan), ("report", report), ("plugins", plugins)):
+        app.command(name)(user_errors(command))
+    return app
+
+
+SuiteArg = Annotated[Path, typer.Argument(help="Suite file (TOML), e.g. suites/quickstart.toml.")]
+
+
+def run(
+    suite: SuiteArg,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Recompute cells that already have an ok result.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per cell.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite's).")] = None,
+) -> None:
+    """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
+    from harness.progress import QuietObserver, RichObserver
+    from harness.runner import run_suite
+    from harness.suite import load_suite
+
+    loaded = load_suite(suite)
+    overrides = {k: v for k, v in (("output", str(output) if output else None), ("device", device)) if v}
+    if overrides:
+        loaded = loaded.model_validate({**loaded.model_dump(), **overrides, "source": loaded.source})
+    observer = QuietObserver(stderr) if quiet or not stderr.is_terminal else RichObserver()
+    try:
+        summary = run_suite(loaded, fresh=fresh, observer=observer)
+    except KeyboardInterrupt:
+        observer.close()
+        stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}")
+        raise typer.Exit(130) from None
+    observer.close()
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing to run"
+    stderr.print(f"{summary.total} cells: {summary.reused} already done, this run: {counts}")
+    stderr.print(f"results: {summary.output}")
+    stderr.print(f"report:  bench report {summary.output} --format markdown")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def plan(suite: SuiteArg) -> None:
+    """List the grid of SUITE without running it: each cell, and whether it is done, to run or skipped."""
+    from harness.cell import plan_cells, pretrain_cell
+    from harness.registry import default_registry
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    loaded = load_suite(suite)
+    registry = default_registry()
+    store = Store(loaded.output_dir())
+    cells = plan_cells(loaded, registry)
+    table = Table(title=f"{loaded.name}: {len(cells)} cells", title_justify="left")
+    for column in ("#", "task", "backbone", "strategy", "seed", "key", "state"):
+        table.add_column(column)
+    states: dict[str, int] = {}
+    for i, cell in enumerate(cells, 1):
+        state = "done" if store.is_done(cell.key) else "to run"
+        if cell.skip_reason:
+            state = f"skipped: {cell.skip_reason}"
+        states[state.split(":")[0]] = states.get(state.split(":")[0], 0) + 1
+        table.add_row(str(i), cell.task, cell.backbone, cell.strategy, str(cell.seed), cell.key[:10], state)
+    stdout.print(table)
+    for spec in loaded.pretrain:
+        key = pretrain_cell(spec, loaded, registry).key
+        done = store.checkpoint_path(key).is_file()
+        stdout.print(f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
+                     f"{'checkpoint cached' if done else 'to run'}")
+    stdout.print(", ".join(f"{n} {state}" for state, n in states.items()) + f"; results in {store.root}")
+
+
+def report(
+    results: Annotated[Path, typer.Argument(help="Results directory, e.g. results/quickstart.")] = Path(
+        "results/quickstart"
+    ),
+    format: Annotated[str, typer.Option("--format", "-f", help="Any reporter: see `bench plugins`.")] = "markdown",
+    baseline: Annotated[str | None, typer.Option(help="Strategy to measure gains against.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric to report (default: the suite's).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """Print the report of a results directory: per task, metric, gain over baseline, cost, ROI."""
+    from harness.registry import default_registry
+    from harness.report import build_report
+
+    registry = default_registry()
+    if format not in registry.components["reporter"]:
+        raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(registry.names('reporter'))}")
+    text = registry.create("reporter", format).render(build_report(results, baseline=baseline, metric=metric))
+    if output:
+        output.write_text(text)
+        stderr.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def plugins() -> None:
+    """List every registered component and the package that provides it."""
+    from harness.registry import default_registry
+
+    registry = default_registry()
+    table = Table(title="bench plugins", title_justify="left")
+    for column in ("kind", "name", "provided by", "what"):
+        table.add_column(column)
+    for entry in registry.all():
+        doc = (entry.cls.__doc__ or "").strip().splitlines()
+        table.add_row(entry.kind, entry.name, entry.provider, doc[0] if doc else "")
+    stdout.print(table)
+    for warning in registry.load_warnings:
+        stderr.print(f"warning: {warning}")
+
+
+def main() -> None:
+    create_app()()

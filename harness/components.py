@@ -1,0 +1,248 @@
+"""The component kinds plugins provide: backbones, tasks, datasets, strategies, executors, reporters.
+
+Each component is a class with a unique `name` and an optional pydantic `Options` model;
+the harness validates a suite's options against `Options` before anything runs and hands
+the validated object to the constructor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+if TYPE_CHECKING:
+    from harness.cell import Cell
+    from harness.report import Report
+    from harness.result import CellResult
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Options(BaseModel):
+    """Base for component options: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(Options):
+    """For components that take no options."""
+
+
+class Component(ABC):
+    """Common shape of every plugin component: a name, an options model, validated options."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | dict[str, Any] | None = None) -> None:
+        if options is None or isinstance(options, dict):
+            options = self.Options(**(options or {}))
+        self.options = options
+
+
+# --- backbones -----------------------------------------------------------------------------
+
+
+class BackboneModule(nn.Module):
+    """A network cut into ordered stages, input to output; forward returns every stage's output.
+
+    Tasks and strategies see only this shape, so one strategy serves every backbone and task.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[nn.Module],
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        probe_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.channels, self.strides = self._probe(probe_size)
+
+    def _probe(self, size: int) -> tuple[list[int], list[int]]:
+        """Channels and strides of each stage, read off one small forward pass."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            outs = self(torch.zeros(1, 3, size, size))
+        self.train(was_training)
+        return [o.shape[1] for o in outs], [max(1, round(size / o.shape[-1])) for o in outs]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class Backbone(Component):
+    """Builds a `BackboneModule` and turns foreign checkpoints into its state-dict layout."""
+
+    #: Output strides this backbone can be built with (via dilation of the last stages).
+    output_strides: ClassVar[tuple[int, ...]] = (32,)
+
+    @abstractmethod
+    def build(self, output_stride: int = 32) -> BackboneModule:
+        ...
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map a checkpoint in another layout (e.g. torchvision's) onto `stages.*` keys."""
+        raise ValueError(f"backbone {self.name!r} only reads checkpoints with 'stages.*' keys")
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+class TaskModel(nn.Module):
+    """A backbone plus the new parts a task adds; every parameter is in exactly one of the two."""
+
+    backbone: BackboneModule
+    head: nn.Module
+
+
+Batch = Any
+
+
+class Task(Component):
+    """A task kind: wraps any backbone into a task model, computes its loss and its metrics."""
+
+    #: Metrics this task reports; the first is the default a suite ranks by.
+    metrics: ClassVar[tuple[str, ...]]
+
+    def check(self, backbone: Backbone) -> str | None:
+        """Why this task cannot wrap `backbone`, or None when it can."""
+        return None
+
+    def output_stride(self) -> int:
+        return 32
+
+    @abstractmethod
+    def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
+        ...
+
+    @abstractmethod
+    def collate(self, samples: list[Any]) -> Batch:
+        ...
+
+    @abstractmethod
+    def to_device(self, batch: Batch, device: torch.device) -> Batch:
+        ...
+
+    @abstractmethod
+    def batch_size(self, batch: Batch) -> int:
+        ...
+
+    @abstractmethod
+    def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
+        """The training loss of one batch (model in train mode)."""
+        ...
+
+    @abstractmethod
+    def evaluate(self, model: TaskModel, batches: Iterator[Batch], num_classes: int) -> dict[str, float]:
+        """Metrics over all batches (model in eval mode, gradients off)."""
+        ...
+
+    def min_train_batch(self) -> int:
+        return 1
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+
+class Dataset(Component):
+    """A source of labelled images for one or more task kinds, split into train / val / test.
+
+    Samples are `(image, target)` with the image a float tensor in [0, 1] (C, H, W); the
+    target is a class index (classification), a dict with `boxes` (xyxy) and `labels`
+    in 0..C-1 (detection), or an int64 mask with 255 as void (segmentation).
+    """
+
+    kinds: ClassVar[tuple[str, ...]]
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    @abstractmethod
+    def load(self, kind: str, split: str) -> torch.utils.data.Dataset:
+        ...
+
+    @abstractmethod
+    def class_names(self, kind: str) -> list[str]:
+        ...
+
+
+# --- strategies ----------------------------------------------------------------------------
+
+
+class ParamGroup(dict):
+    """An optimizer parameter group: `params`, `lr_scale` (times the base lr) and a `name`."""
+
+
+class Strategy(Component):
+    """Decides what trains and how: which parameters, at which learning rates, in which mode."""
+
+    #: True when the strategy ignores pretrained weights and starts from random ones.
+    from_scratch: ClassVar[bool] = False
+
+    def check(self, task_kind: str) -> str | None:
+        """Why this strategy cannot run on `task_kind`, or None when it can."""
+        return None
+
+    @abstractmethod
+    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+        """Set `requires_grad` on the model and return the optimizer's parameter groups."""
+        ...
+
+    def train_mode(self, model: TaskModel) -> None:
+        """Called after `model.train()`: e.g. keep frozen BatchNorm statistics frozen."""
+
+    def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
+        """Called before each epoch (0-based)."""
+
+    def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
+        """A term added to the task loss (e.g. a regulariser), or None."""
+        return None
+
+
+# --- executors and reporters ---------------------------------------------------------------
+
+
+class Executor(Component):
+    """Runs cells and hands each result back as soon as it exists; the store is the only shared state."""
+
+    @abstractmethod
+    def run(
+        self,
+        cells: Sequence[Cell],
+        run_cell: Callable[[Cell], CellResult],
+        on_result: Callable[[CellResult], None],
+    ) -> None:
+        ...
+
+
+class Reporter(Component):
+    """Renders a report into one output format."""
+
+    suffix: ClassVar[str] = ".txt"
+
+    @abstractmethod
+    def render(self, report: Report) -> str:
+        ...
+
+
+COMPONENT_KINDS: dict[str, type[Component]] = {
+    "backbone": Backbone,
+    "task": Task,
+    "dataset": Dataset,
+    "strategy": Strategy,
+    "executor": Executor,
+    "reporter": Reporter,
+}

@@ -1,0 +1,148 @@
+"""Plugin loading and the component registry.
+
+Built-in plugins and third-party ones (entry-point group `bench`) go through the same hooks.
+Loading happens once per `Registry`, never at import time, so tests can build their own.
+Set `BENCH_DISABLE_PLUGINS` to a comma-separated list of plugin (distribution) names to
+skip them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from harness import hookspecs
+from harness.components import COMPONENT_KINDS, Component
+from harness.errors import PluginError
+
+BUILTIN = "bench (built-in)"
+ENTRY_POINT_GROUP = "bench"
+BUILTIN_PLUGINS = (
+    "bench_plugins.backbones.torchvision_backbones",
+    "bench_plugins.tasks.classification",
+    "bench_plugins.tasks.detection",
+    "bench_plugins.tasks.segmentation",
+    "bench_plugins.datasets.shapes",
+    "bench_plugins.strategies.full",
+    "bench_plugins.strategies.linear_probe",
+    "bench_plugins.strategies.scratch",
+    "bench_plugins.executors.sequential",
+    "bench_plugins.reporters.tables",
+)
+HOOK_OF_KIND = {
+    "backbone": "bench_backbones",
+    "task": "bench_tasks",
+    "dataset": "bench_datasets",
+    "strategy": "bench_strategies",
+    "executor": "bench_executors",
+    "reporter": "bench_reporters",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One component and the package that provides it."""
+
+    kind: str
+    name: str
+    cls: type[Component]
+    provider: str
+
+
+class Registry:
+    """Every component by kind and name, filled from the plugins' registration hooks."""
+
+    def __init__(self, plugins: list[tuple[object, str]] | None = None, entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.providers: dict[object, str] = {}
+        self.load_warnings: list[str] = []
+        for module_name in BUILTIN_PLUGINS:
+            self.register(importlib.import_module(module_name), BUILTIN)
+        for plugin, provider in plugins or []:
+            self.register(plugin, provider)
+        if entry_points:
+            self._load_entry_points()
+        self.pm.check_pending()
+        self.components: dict[str, dict[str, Registered]] = {kind: {} for kind in COMPONENT_KINDS}
+        self._collect()
+
+    def register(self, plugin: object, provider: str) -> None:
+        self.pm.register(plugin, name=_plugin_name(plugin))
+        self.providers[plugin] = provider
+
+    def _load_entry_points(self) -> None:
+        disabled = {n.strip() for n in os.environ.get("BENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else ep.value
+            if dist in disabled or ep.name in disabled:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                message = f"plugin {ep.name!r} from package {dist!r} failed to load: {exc}"
+                self.load_warnings.append(message)
+                warnings.warn(message, stacklevel=2)
+                continue
+            self.register(plugin, dist)
+
+    def _collect(self) -> None:
+        for kind, hook_name in HOOK_OF_KIND.items():
+            base = COMPONENT_KINDS[kind]
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                provider = self.providers.get(impl.plugin, impl.plugin_name)
+                for cls in impl.function() or []:
+                    if not (isinstance(cls, type) and issubclass(cls, base)):
+                        raise PluginError(f"{provider}: {hook_name} returned {cls!r}, not a {base.__name__} class")
+                    known = self.components[kind].get(cls.name)
+                    if known is not None:
+                        raise PluginError(
+                            f"{kind} {cls.name!r} is provided twice: by {known.provider} and by {provider}"
+                        )
+                    self.components[kind][cls.name] = Registered(kind, cls.name, cls, provider)
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        found = self.components[kind].get(name)
+        if found is None:
+            raise KeyError(name)
+        return found.cls
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def create(self, kind: str, name: str, options: Any = None) -> Any:
+        """An instance of component `name` with validated `options`."""
+        return self.get(kind, name)(options)
+
+    def all(self) -> list[Registered]:
+        return [reg for kind in COMPONENT_KINDS for reg in self.components[kind].values()]
+
+
+def _plugin_name(plugin: object) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}:{id(plugin)}"
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The registry of this process, loaded on first use."""
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default
+
+
+def reset_default_registry() -> None:
+    """Forget the loaded registry (tests, or after installing a plugin in-process)."""
+    global _default
+    _default = None

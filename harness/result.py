@@ -1,0 +1,60 @@
+"""CellResult: what one run of a cell produced, as it is written to the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "failed", "diverged", "skipped"]
+STATUSES: tuple[str, ...] = ("ok", "failed", "diverged", "skipped")
+
+
+@dataclass
+class Cost:
+    """What a cell cost. Seconds are wall-clock; device seconds equal wall seconds on one device."""
+
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_samples: int = 0
+    train_steps: int = 0
+    samples_per_second: float = 0.0
+    peak_memory_bytes: int = 0
+    peak_memory_kind: str = ""  # "cuda_max_allocated" or "process_peak_rss"
+    trainable_params: int = 0
+    total_params: int = 0
+    flops_per_sample: float | None = None
+    device: str = ""
+    device_name: str = ""
+
+
+@dataclass
+class CellResult:
+    key: str
+    status: Status
+    task: str
+    backbone: str
+    strategy: str
+    seed: int
+    settings: dict[str, Any]
+    #: final test metrics
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: best validation value of the ranking metric and its epoch
+    best: dict[str, Any] = field(default_factory=dict)
+    #: one entry per epoch: {"epoch", "step", "train_loss", "val": {metric: value}}
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)
+    reason: str | None = None
+    traceback: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellResult:
+        data = dict(data)
+        data["cost"] = Cost(**data.get("cost", {}))
+        return cls(**data)

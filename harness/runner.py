@@ -1,0 +1,241 @@
+"""Running cells and suites: build, train, evaluate, measure, record; one failure never stops a suite."""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from harness.cell import Cell, plan_cells, pretrain_cell
+from harness.components import BackboneModule, TaskModel
+from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
+from harness.devices import DeviceSetup, resolve_device, set_threads
+from harness.errors import BenchError, Diverged, Unsupported
+from harness.progress import Observer
+from harness.provenance import provenance
+from harness.registry import Registry, default_registry
+from harness.result import CellResult, Cost
+from harness.store import Store, write_atomically
+from harness.suite import Suite, Training
+from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
+from harness.weights import load_into, parse_weights, read_checkpoint
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_cell(
+    cell: Cell,
+    registry: Registry,
+    device: str,
+    store: Store,
+    observer: Observer | None = None,
+    on_trained: Callable[[TaskModel], None] | None = None,
+) -> CellResult:
+    """Run one cell and describe the outcome; never raises for a problem inside the cell."""
+    observer = observer or Observer()
+    result = CellResult(
+        cell.key, "failed", cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, started_at=_now()
+    )
+    started = time.perf_counter()
+    try:
+        if cell.skip_reason:
+            raise Unsupported(cell.skip_reason)
+        _train(cell, registry, device, store, observer, result, on_trained)
+        result.status = "ok"
+    except Unsupported as exc:
+        result.status, result.reason = "skipped", str(exc)
+    except Diverged as exc:
+        result.status, result.reason = "diverged", str(exc)
+    except Exception as exc:
+        result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+    result.cost.wall_seconds = time.perf_counter() - started
+    result.finished_at = _now()
+    return result
+
+
+def _train(
+    cell: Cell,
+    registry: Registry,
+    device: str,
+    store: Store,
+    observer: Observer,
+    result: CellResult,
+    on_trained: Callable[[TaskModel], None] | None,
+) -> None:
+    settings = cell.settings
+    training = Training(**settings["training"])
+    set_threads(training.threads)
+    setup = resolve_device(device, training.amp)
+    seed_everything(cell.seed)
+    result.provenance = provenance(setup.name, cell.seed)
+
+    kind = settings["task"]["kind"]
+    metric = settings["task"]["metric"]
+    task = registry.create("task", kind, settings["task"]["options"])
+    data_spec = settings["task"]["dataset"]
+    dataset = registry.create("dataset", data_spec["name"], data_spec["options"])
+    classes = dataset.class_names(kind)
+    backbone_plugin = registry.create("backbone", settings["backbone"]["name"])
+
+    backbone = backbone_plugin.build(output_stride=task.output_stride())
+    _load_weights(backbone_plugin, backbone, settings["backbone"]["weights"], store)
+    model = task.build_model(backbone, len(classes)).to(setup.device)
+    strategy = registry.create("strategy", settings["strategy"]["name"], settings["strategy"]["options"])
+    groups = strategy.prepare(model)
+
+    workers = training.num_workers
+    train_loader = make_loader(
+        dataset.load(kind, "train"), task, training.batch_size, setup, workers, train=True, seed=cell.seed
+    )
+    eval_batch = training.eval_batch_size or training.batch_size
+    val_loader = make_loader(dataset.load(kind, "val"), task, eval_batch, setup, workers, train=False)
+    test_loader = make_loader(dataset.load(kind, "test"), task, eval_batch, setup, workers, train=False)
+    if len(train_loader) == 0:
+        raise BenchError("the training split is empty")
+
+    cost = result.cost
+    cost.trainable_params, cost.total_params = count_parameters(model)
+    cost.device, cost.device_name = str(setup.device), setup.name
+    cost.flops_per_sample = _count_flops(model, task, train_loader, setup)
+
+    observer.cell_started(cell, step_budget(training, len(train_loader))[1])
+    reset_peak_memory(setup)
+    outcome = fit(
+        model, task, strategy, groups, train_loader, val_loader, training, setup, metric, len(classes), observer
+    )
+    started = time.perf_counter()
+    result.metrics = evaluate(model, task, test_loader, setup, len(classes))
+    cost.eval_seconds = outcome.eval_seconds + time.perf_counter() - started
+    cost.peak_memory_bytes, cost.peak_memory_kind = peak_memory(setup)
+    cost.train_seconds = outcome.train_seconds
+    cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
+    cost.samples_per_second = outcome.samples / outcome.train_seconds if outcome.train_seconds else 0.0
+    result.curve, result.best = outcome.curve, outcome.best
+    if on_trained is not None:
+        on_trained(model)
+
+
+def _load_weights(plugin: object, module: BackboneModule, weights: str, store: Store) -> None:
+    if weights == "none":
+        return
+    if weights.startswith("pretrain:"):
+        key = weights.rsplit("@", 1)[1]
+        path = store.checkpoint_path(key)
+    else:
+        path = Path(parse_weights(weights.split("#", 1)[0]).value)
+    load_into(plugin, module, read_checkpoint(path), str(path))  # type: ignore[arg-type]
+
+
+def _count_flops(model: TaskModel, task: object, loader: torch.utils.data.DataLoader, setup: DeviceSetup) -> float | None:
+    """FLOPs of one training step on a copy of the model, so BatchNorm statistics stay untouched."""
+    batch = task.to_device(next(iter(loader)), setup.device)  # type: ignore[attr-defined]
+    probe = copy.deepcopy(model)
+    probe.train()
+    with setup.autocast():
+        return flops_per_sample(lambda: task.loss(probe, batch), task.batch_size(batch))  # type: ignore[attr-defined]
+
+
+# --- suites --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    output: Path
+    total: int
+    reused: int
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        return self.statuses["failed"] + self.statuses["diverged"]
+
+
+def run_suite(
+    suite: Suite,
+    registry: Registry | None = None,
+    *,
+    fresh: bool = False,
+    observer: Observer | None = None,
+) -> RunSummary:
+    """Run every cell not already `ok` in the store; results are stored as each cell finishes."""
+    registry = registry or default_registry()
+    observer = observer or Observer()
+    resolve_device(suite.device, amp=False)  # fail early, before anything runs
+    cells = plan_cells(suite, registry)
+    store = Store(suite.output_dir())
+    store.write_manifest(
+        {
+            "suite": suite.name,
+            "source": suite.source,
+            "settings": suite.model_dump(mode="json"),
+            "cells": [c.key for c in cells],
+            "started_at": _now(),
+        }
+    )
+    todo = cells if fresh else [c for c in cells if not store.is_done(c.key)]
+    summary = RunSummary(store.root, len(cells), len(cells) - len(todo))
+    observer.suite_started(len(cells), summary.reused)
+
+    needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason}
+    pretrain_failures = {
+        spec.name: reason
+        for spec in suite.pretrain
+        if spec.name in needed
+        for reason in [_ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)]
+        if reason
+    }
+
+    def run_one(cell: Cell) -> CellResult:
+        registry.pm.hook.bench_cell_started(cell=cell)
+        if cell.pretrain in pretrain_failures:
+            result = CellResult(cell.key, "failed", cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings)
+            result.reason = f"pretraining stage {cell.pretrain!r} failed: {pretrain_failures[cell.pretrain]}"
+            return result
+        return run_cell(cell, registry, suite.device, store, observer)
+
+    by_key = {c.key: c for c in cells}
+
+    def on_result(result: CellResult) -> None:
+        store.save(result)
+        summary.statuses[result.status] += 1
+        registry.pm.hook.bench_cell_finished(cell=by_key[result.key], result=result)
+        observer.cell_finished(result)
+
+    executor = registry.create("executor", suite.executor)
+    executor.run(todo, run_one, on_result)
+    manifest = store.manifest()
+    manifest["finished_at"] = _now()
+    store.write_manifest(manifest)
+    return summary
+
+
+def _ensure_pretrained(
+    cell: Cell, suite: Suite, registry: Registry, store: Store, observer: Observer, fresh: bool
+) -> str | None:
+    """Produce a pretraining checkpoint once per settings hash; the failure reason, if any."""
+    checkpoint = store.checkpoint_path(cell.key)
+    previous = store.load_pretrain(cell.key)
+    if not fresh and checkpoint.is_file() and previous is not None and previous.status == "ok":
+        return None
+    observer.message(f"pretraining {cell.task.removeprefix('pretrain:')!r} ({cell.backbone})")
+
+    def save(model: TaskModel) -> None:
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}, buffer)
+        write_atomically(checkpoint, buffer.getvalue())
+
+    result = run_cell(cell, registry, suite.device, store, observer, on_trained=save)
+    store.save_pretrain(result)
+    observer.pretrain_finished(result)
+    return None if result.status == "ok" else f"{result.status}: {result.reason}"

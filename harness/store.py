@@ -1,0 +1,127 @@
+"""The results directory: one JSON document per cell, written atomically, plus a manifest.
+
+Layout::
+
+    <output>/manifest.json        the suite run: suite file, cells, harness version
+    <output>/cells/<key>.json     one CellResult per cell
+    <output>/pretrain/<key>.pt    checkpoints of pretraining stages (+ <key>.json)
+
+A file is either absent or complete: it is written to a temporary file in the same folder,
+flushed to disk and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import BenchError
+from harness.result import CellResult
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.pretrain_dir = self.root / "pretrain"
+
+    def cell_path(self, key: str) -> Path:
+        return self.cells_dir / f"{key}.json"
+
+    def save(self, result: CellResult) -> None:
+        write_json(self.cell_path(result.key), result.to_json())
+
+    def load(self, key: str, directory: Path | None = None) -> CellResult | None:
+        path = (directory or self.cells_dir) / f"{key}.json"
+        try:
+            return CellResult.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, TypeError):
+            return None  # unreadable: treat as not done, it will be recomputed
+
+    def is_done(self, key: str) -> bool:
+        result = self.load(key)
+        return result is not None and result.status == "ok"
+
+    def results(self) -> list[CellResult]:
+        found = []
+        for path in sorted(self.cells_dir.glob("*.json")):
+            result = self.load(path.stem)
+            if result is not None:
+                found.append(result)
+        return found
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json(self.root / "manifest.json", manifest)
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    # pretraining checkpoints
+    def checkpoint_path(self, key: str) -> Path:
+        return self.pretrain_dir / f"{key}.pt"
+
+    def save_pretrain(self, result: CellResult) -> None:
+        write_json(self.pretrain_dir / f"{result.key}.json", result.to_json())
+
+    def load_pretrain(self, key: str) -> CellResult | None:
+        return self.load(key, self.pretrain_dir)
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Every cell of a results directory as one row: labels, status, metrics, cost, settings.
+
+    Metric columns are ``metric.<name>`` (test split), cost columns ``cost.<field>``.
+    Only cells of the suite's latest plan are included when a manifest lists them.
+    """
+    store = Store(Path(path))
+    if not store.cells_dir.is_dir():
+        raise BenchError(f"{path}: not a results directory (no cells/ folder)")
+    manifest = store.manifest()
+    planned = set(manifest.get("cells", [])) if manifest else None
+    rows = []
+    for result in store.results():
+        if planned is not None and result.key not in planned:
+            continue
+        row: dict[str, Any] = {
+            "key": result.key,
+            "task": result.task,
+            "task_kind": result.settings["task"]["kind"],
+            "metric": result.settings["task"].get("metric"),
+            "backbone": result.backbone,
+            "strategy": result.strategy,
+            "seed": result.seed,
+            "status": result.status,
+            "reason": result.reason,
+            "best_epoch": result.best.get("epoch"),
+            "best_val": result.best.get("value"),
+        }
+        row.update({f"metric.{k}": v for k, v in result.metrics.items()})
+        row.update({f"cost.{k}": v for k, v in vars(result.cost).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,323 @@
+"""Suite files: TOML parsed with tomllib, validated into typed objects before anything runs.
+
+Validation has two passes. The first checks the file's shape (types, ranges, unknown keys)
+with pydantic; the second checks names against the plugin registry and validates each
+component's options with that component's own `Options` model. Every error names the
+file, the key path (``strategies[2].options.lr``) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import SuiteError
+from harness.registry import Registry
+from harness.weights import parse_weights
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class TrainingOverrides(Strict):
+    """Training settings; in a task or strategy, only the ones given override the defaults."""
+
+    epochs: PositiveInt | None = None
+    max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps")
+    batch_size: PositiveInt | None = None
+    eval_batch_size: PositiveInt | None = None
+    optimizer: Literal["sgd", "adamw"] | None = None
+    lr: Annotated[float, Field(gt=0, le=10)] | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    weight_decay: Annotated[float, Field(ge=0, le=1)] | None = None
+    schedule: Literal["cosine", "constant"] | None = None
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    amp: bool | None = None
+    num_workers: Annotated[int, Field(ge=0, le=64)] | None = None
+    threads: Annotated[int, Field(ge=1, le=512)] | None = None
+
+
+class Training(TrainingOverrides):
+    """The resolved training settings of a cell (suite defaults, then task, then strategy)."""
+
+    epochs: PositiveInt = 5
+    batch_size: PositiveInt = 32
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    amp: bool = True
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+
+    def override(self, overrides: TrainingOverrides) -> Training:
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
+class DatasetRef(Strict):
+    name: str
+    options: dict[str, Any] = {}
+
+
+class TaskSpec(Strict):
+    name: str
+    kind: str
+    dataset: DatasetRef
+    metric: str | None = Field(None, description="metric to rank by; default: the task's first")
+    options: dict[str, Any] = {}
+    training: TrainingOverrides = TrainingOverrides()
+
+
+class BackboneSpec(Strict):
+    name: str
+    label: str | None = None
+    weights: str = "none"
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+
+class StrategySpec(Strict):
+    name: str
+    label: str | None = None
+    options: dict[str, Any] = {}
+    training: TrainingOverrides = TrainingOverrides()
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+
+class PretrainSpec(Strict):
+    """A backbone trained on a source task, whose checkpoint cells use as `pretrain:NAME`."""
+
+    name: str
+    backbone: str
+    kind: str = "classification"
+    dataset: DatasetRef
+    options: dict[str, Any] = {}
+    training: TrainingOverrides = TrainingOverrides()
+    seed: int = 0
+
+
+class Exclusion(Strict):
+    task: str | None = None
+    backbone: str | None = None
+    strategy: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Exclusion:
+        if self.task is None and self.backbone is None and self.strategy is None:
+            raise ValueError("an exclusion names at least one of task, backbone, strategy")
+        return self
+
+
+class Suite(Strict):
+    name: str
+    output: str | None = Field(None, description="results directory; default results/<name>")
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    baseline: str | None = Field(None, description="strategy label gains are measured against")
+    device: str = "auto"
+    executor: str = "sequential"
+    training: Training = Training()
+    pretrain: list[PretrainSpec] = []
+    tasks: Annotated[list[TaskSpec], Field(min_length=1)]
+    backbones: Annotated[list[BackboneSpec], Field(min_length=1)]
+    strategies: Annotated[list[StrategySpec], Field(min_length=1)]
+    exclude: list[Exclusion] = []
+
+    #: where the suite was read from (not part of the file)
+    source: str = Field("<memory>", exclude=True)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
+
+    def output_dir(self, base: Path | None = None) -> Path:
+        path = Path(self.output) if self.output else Path("results") / self.name
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return path
+
+    def training_for(self, task: TaskSpec, strategy: StrategySpec) -> Training:
+        """Suite defaults, overridden by the task's settings, then by the strategy's."""
+        return self.training.override(task.training).override(strategy.training)
+
+
+def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
+    """Read and fully validate a suite file; raises `SuiteError` naming file and key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+    return parse_suite(data, str(path), registry)
+
+
+def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Registry | None = None) -> Suite:
+    try:
+        suite = Suite.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise SuiteError(f"{source}: {_describe(exc, Suite)}") from None
+    if registry is None:
+        from harness.registry import default_registry
+
+        registry = default_registry()
+    check_names(suite, registry)
+    return suite
+
+
+def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    """The first validation error as 'key.path: what is wrong (what is allowed)'."""
+    error = exc.errors()[0]
+    loc = error["loc"]
+    where = prefix + _key_path(loc)
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(root, loc[:-1])
+        allowed = ", ".join(f for f in parent.model_fields if f != "source") if parent else "?"
+        message = f"{where}: unknown key; allowed: {allowed}"
+    elif error["type"] == "missing":
+        message = f"{where}: required key is missing"
+    else:
+        message = f"{where}: {error['msg']} (got {error.get('input')!r})"
+    more = len(exc.errors()) - 1
+    return message + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that the key path `loc` points into."""
+    current: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X], X | None, Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated or origin is list:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        else:
+            return annotation
+
+
+def check_names(suite: Suite, registry: Registry) -> None:
+    """Second pass: every name exists, every option is valid for its component."""
+    src = suite.source
+
+    def fail(key: str, message: str) -> None:
+        raise SuiteError(f"{src}: {key}: {message}")
+
+    def known(kind: str, name: str, key: str) -> None:
+        if name not in registry.components[kind]:
+            fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(registry.names(kind))}")
+
+    def options(kind: str, name: str, values: dict[str, Any], key: str) -> None:
+        cls = registry.get(kind, name)
+        try:
+            cls.Options.model_validate(values)
+        except ValidationError as exc:
+            raise SuiteError(f"{src}: {_describe(exc, cls.Options, prefix=key + '.')}") from None
+
+    known("executor", suite.executor, "executor")
+    _unique([s.id for s in suite.strategies], "strategies", "label", fail)
+    _unique([b.id for b in suite.backbones], "backbones", "label", fail)
+    _unique([t.name for t in suite.tasks], "tasks", "name", fail)
+    _unique([p.name for p in suite.pretrain], "pretrain", "name", fail)
+    pretrain_names = [p.name for p in suite.pretrain]
+
+    def dataset(kind: str, ref: DatasetRef, key: str) -> None:
+        known("dataset", ref.name, f"{key}.name")
+        options("dataset", ref.name, ref.options, f"{key}.options")
+        served = registry.get("dataset", ref.name).kinds  # type: ignore[attr-defined]
+        if kind not in served:
+            fail(f"{key}.name", f"dataset {ref.name!r} serves {', '.join(served)}, not {kind}")
+
+    def task(kind: str, values: dict[str, Any], key: str) -> None:
+        known("task", kind, f"{key}.kind")
+        options("task", kind, values, f"{key}.options")
+
+    for i, spec in enumerate(suite.pretrain):
+        key = f"pretrain[{i}]"
+        known("backbone", spec.backbone, f"{key}.backbone")
+        task(spec.kind, spec.options, key)
+        dataset(spec.kind, spec.dataset, f"{key}.dataset")
+    for i, t in enumerate(suite.tasks):
+        key = f"tasks[{i}]"
+        task(t.kind, t.options, key)
+        dataset(t.kind, t.dataset, f"{key}.dataset")
+        metrics = registry.get("task", t.kind).metrics  # type: ignore[attr-defined]
+        if t.metric is not None and t.metric not in metrics:
+            fail(f"{key}.metric", f"unknown metric {t.metric!r} for {t.kind}; allowed: {', '.join(metrics)}")
+    for i, b in enumerate(suite.backbones):
+        key = f"backbones[{i}]"
+        known("backbone", b.name, f"{key}.name")
+        try:
+            source = parse_weights(b.weights)
+        except ValueError as exc:
+            fail(f"{key}.weights", str(exc))
+        if source.kind == "pretrain" and source.value not in pretrain_names:
+            allowed = ", ".join(pretrain_names) or "none declared in [[pretrain]]"
+            fail(f"{key}.weights", f"unknown pretraining stage {source.value!r}; allowed: {allowed}")
+    for i, s in enumerate(suite.strategies):
+        key = f"strategies[{i}]"
+        known("strategy", s.name, f"{key}.name")
+        options("strategy", s.name, s.options, f"{key}.options")
+    labels = {
+        "task": [t.name for t in suite.tasks],
+        "backbone": [b.id for b in suite.backbones],
+        "strategy": [s.id for s in suite.strategies],
+    }
+    if suite.baseline is not None and suite.baseline not in labels["strategy"]:
+        fail("baseline", f"unknown strategy {suite.baseline!r}; allowed: {', '.join(labels['strategy'])}")
+    for i, ex in enumerate(suite.exclude):
+        for field, names in labels.items():
+            value = getattr(ex, field)
+            if value is not None and value not in names:
+                fail(f"exclude[{i}].{field}", f"unknown {field} {value!r}; allowed: {', '.join(names)}")
+
+
+def _unique(values: list[str], table: str, field: str, fail: Any) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            fail(f"{table}[{i}].{field}", f"{value!r} appears twice; give each entry a distinct {field}")
+        seen.add(value)

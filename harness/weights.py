@@ -1,0 +1,74 @@
+"""Where a backbone's initial weights come from.
+
+Sources, as written in a suite's `weights` key:
+- ``none``: random initialisation (training from scratch);
+- ``pretrain:NAME``: the checkpoint of the suite's pretraining stage NAME;
+- a path to a local checkpoint (``.pt``/``.pth``), read with ``torch.load(weights_only=True)``,
+  either in the `stages.*` layout bench writes or in the backbone's native (torchvision) layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.components import Backbone, BackboneModule
+from harness.errors import BenchError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: str  # "none" | "pretrain" | "file"
+    value: str = ""
+
+
+def parse_weights(text: str) -> WeightsSource:
+    if text == "none":
+        return WeightsSource("none")
+    if text.startswith("pretrain:") and len(text) > len("pretrain:"):
+        return WeightsSource("pretrain", text.split(":", 1)[1])
+    if text.startswith("file:"):
+        return WeightsSource("file", text.split(":", 1)[1])
+    if text.endswith(CHECKPOINT_SUFFIXES):
+        return WeightsSource("file", text)
+    raise ValueError(
+        f"unknown weights source {text!r}; allowed: 'none', 'pretrain:NAME', "
+        f"or a checkpoint path ending in {', '.join(CHECKPOINT_SUFFIXES)}"
+    )
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of a checkpoint, so a changed file is a different cell."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BenchError(f"{path}: checkpoint file not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BenchError(f"{path}: not a state dict (got {type(state).__name__})")
+    return state
+
+
+def load_into(backbone: Backbone, module: BackboneModule, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load `state` into `module`, converting from the backbone's native layout if needed."""
+    if not all(k.startswith("stages.") for k in state):
+        state = backbone.convert_state_dict(state)
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise BenchError(
+            f"{origin}: checkpoint does not fit backbone {backbone.name!r} "
+            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )

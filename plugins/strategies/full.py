@@ -1,0 +1,17 @@
+"""`full`: fine-tune everything, backbone and new parts, at one learning rate."""
+
+from harness import ParamGroup, Strategy, TaskModel, hookimpl
+from harness.freezing import backbone_and_head_groups, set_trainable
+
+
+class Full(Strategy):
+    name = "full"
+
+    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+        set_trainable(model, True)
+        return backbone_and_head_groups(model)
+
+
+@hookimpl
+def bench_strategies() -> list[type[Strategy]]:
+    return [Full]

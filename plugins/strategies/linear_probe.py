@@ -1,0 +1,25 @@
+"""`linear_probe`: the pretrained backbone is frozen, its BatchNorm statistics too; only new parts train.
+
+For classification that is the classic linear probe; for detection and segmentation the new
+parts are the whole FPN + RPN + RoI heads or the ASPP head, trained on frozen features.
+"""
+
+from harness import ParamGroup, Strategy, TaskModel, hookimpl
+from harness.freezing import freeze_batchnorm_stats, set_trainable
+
+
+class LinearProbe(Strategy):
+    name = "linear_probe"
+
+    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+        set_trainable(model.backbone, False)
+        set_trainable(model.head, True)
+        return [ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head")]
+
+    def train_mode(self, model: TaskModel) -> None:
+        freeze_batchnorm_stats(model.backbone)
+
+
+@hookimpl
+def bench_strategies() -> list[type[Strategy]]:
+    return [LinearProbe]

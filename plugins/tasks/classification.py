@@ -1,0 +1,80 @@
+"""Image classification: a new linear head on the globally pooled last stage; top-1 / top-5."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from harness import BackboneModule, Options, Task, TaskModel, hookimpl
+
+
+class Normalizer(nn.Module):
+    """The backbone's input normalisation, kept inside the model so datasets hand over [0, 1] images."""
+
+    def __init__(self, backbone: BackboneModule) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+
+class ClassificationModel(TaskModel):
+    def __init__(self, backbone: BackboneModule, num_classes: int) -> None:
+        super().__init__()
+        self.normalize = Normalizer(backbone)
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(backbone.channels[-1], num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(self.normalize(images))[-1])
+
+
+class ClassificationOptions(Options):
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class Classification(Task):
+    name = "classification"
+    metrics = ("top1", "top5")
+    Options = ClassificationOptions
+    options: ClassificationOptions
+
+    def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
+        return ClassificationModel(backbone, num_classes)
+
+    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = zip(*samples, strict=True)
+        return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        images, labels = batch
+        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    def batch_size(self, batch: Any) -> int:
+        return len(batch[1])
+
+    def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(model(images), labels, label_smoothing=self.options.label_smoothing)
+
+    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
+        ks = [1, 5] if num_classes >= 5 else [1]
+        meters = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks}
+        for images, labels in batches:
+            logits = model(images).float().cpu()
+            for meter in meters.values():
+                meter.update(logits, labels.cpu())
+        return {f"top{k}": float(meter.compute()) for k, meter in meters.items()}
+
+
+@hookimpl
+def bench_tasks() -> list[type[Task]]:
+    return [Classification]

@@ -1,0 +1,90 @@
+"""Semantic segmentation: torchvision's DeepLabV3 head (ASPP) on the backbone's last stage.
+
+The backbone is built with dilation so its last stage has the requested output stride
+(16 by default, as DeepLabV3 trains). mIoU and pixel accuracy come from torchmetrics with
+the void label 255 ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+
+from bench_plugins.tasks.classification import Normalizer
+from harness import Backbone, BackboneModule, Options, Task, TaskModel, hookimpl
+
+VOID = 255
+
+
+class SegmentationModel(TaskModel):
+    def __init__(self, backbone: BackboneModule, num_classes: int) -> None:
+        super().__init__()
+        self.normalize = Normalizer(backbone)
+        self.backbone = backbone
+        self.head = DeepLabHead(backbone.channels[-1], num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone(self.normalize(images))[-1])
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class SegmentationOptions(Options):
+    output_stride: Literal[8, 16, 32] = 16
+
+
+class Segmentation(Task):
+    name = "segmentation"
+    metrics = ("miou", "pixel_acc")
+    Options = SegmentationOptions
+    options: SegmentationOptions
+
+    def check(self, backbone: Backbone) -> str | None:
+        if self.options.output_stride not in backbone.output_strides:
+            return (
+                f"{backbone.name} cannot be built with output stride {self.options.output_stride} "
+                f"(supports {', '.join(map(str, backbone.output_strides))})"
+            )
+        return None
+
+    def output_stride(self) -> int:
+        return self.options.output_stride
+
+    def min_train_batch(self) -> int:
+        return 2  # ASPP's image-pooling branch has BatchNorm over a 1x1 map: one sample cannot train it
+
+    def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
+        return SegmentationModel(backbone, num_classes)
+
+    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks = zip(*samples, strict=True)
+        return torch.stack(images), torch.stack(masks)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        images, masks = batch
+        return images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+
+    def batch_size(self, batch: Any) -> int:
+        return len(batch[0])
+
+    def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        images, masks = batch
+        return F.cross_entropy(model(images), masks, ignore_index=VOID)
+
+    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
+        miou = MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID)
+        accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID)
+        for images, masks in batches:
+            predicted = model(images).argmax(dim=1).cpu()
+            miou.update(predicted, masks.cpu())
+            accuracy.update(predicted, masks.cpu())
+        return {"miou": float(miou.compute()), "pixel_acc": float(accuracy.compute())}
+
+
+@hookimpl
+def bench_tasks() -> list[type[Task]]:
+    return [Segmentation]
