@@ -28,6 +28,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users of the machine
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -103,11 +104,12 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if not store.cells_dir.is_dir():
         raise BenchError(f"{path}: not a results directory (no cells/ folder)")
     manifest = store.manifest()
-    planned = set(manifest.get("cells", [])) if manifest else None
+    order = {key: i for i, key in enumerate(manifest.get("cells", []))}
+    results = store.results()
+    if order:  # only the cells of the latest plan, in plan order
+        results = sorted((r for r in results if r.key in order), key=lambda r: order[r.key])
     rows = []
-    for result in store.results():
-        if planned is not None and result.key not in planned:
-            continue
+    for result in results:
         row: dict[str, Any] = {
             "key": result.key,
             "task": result.task,

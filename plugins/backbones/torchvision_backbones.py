@@ -18,16 +18,39 @@ from harness import Backbone, BackboneModule, hookimpl
 from harness.errors import Unsupported
 
 
+def dilate_stage(layer: nn.Sequential, previous: int, dilation: int) -> None:
+    """Trade a ResNet stage's stride 2 for dilation, as torchvision's `_make_layer(dilate=True)` does.
+
+    The first block keeps the dilation of the stage before (`previous`), later blocks use `dilation`.
+    """
+    for index, block in enumerate(layer):
+        rate = previous if index == 0 else dilation
+        for conv in block.modules():
+            if isinstance(conv, nn.Conv2d):
+                if conv.stride == (2, 2):
+                    conv.stride = (1, 1)
+                if conv.kernel_size == (3, 3):
+                    conv.dilation, conv.padding = (rate, rate), (rate, rate)
+
+
 class ResNetBackbone(Backbone):
+    """torchvision ResNet: stem, layer1..layer4."""
+
     output_strides = (8, 16, 32)
     builder: ClassVar[str]
     classifier_prefixes: ClassVar[tuple[str, ...]] = ("fc.",)
 
     def torchvision_model(self, output_stride: int = 32) -> nn.Module:
-        dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
-        if output_stride not in dilate:
+        if output_stride not in self.output_strides:
             raise Unsupported(f"{self.name} supports output strides {self.output_strides}, not {output_stride}")
-        return getattr(models, self.builder)(weights=None, replace_stride_with_dilation=dilate[output_stride])
+        net = getattr(models, self.builder)(weights=None)
+        # torchvision's replace_stride_with_dilation refuses BasicBlock (resnet18/34); dilating
+        # the built layers the way it does for Bottleneck serves every ResNet alike
+        if output_stride <= 16:
+            dilate_stage(net.layer4, previous=2 if output_stride == 8 else 1, dilation=32 // output_stride)
+        if output_stride == 8:
+            dilate_stage(net.layer3, previous=1, dilation=2)
+        return net
 
     def stages(self, net: nn.Module) -> list[nn.Module]:
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
@@ -49,17 +72,24 @@ class ResNetBackbone(Backbone):
 
 
 class ResNet18(ResNetBackbone):
+    """torchvision ResNet-18 (11.7M parameters), stages at strides 4, 4, 8, 16, 32."""
+
     name = "resnet18"
     builder = "resnet18"
 
 
 class ResNet50(ResNetBackbone):
+    """torchvision ResNet-50 (25.6M parameters), stages at strides 4, 4, 8, 16, 32."""
+
     name = "resnet50"
     builder = "resnet50"
 
 
 class MobileNetV3Large(ResNetBackbone):
-    """Stages end where the feature map halves: features[0:2], [2:4], [4:7], [7:13], [13:17]."""
+    """torchvision MobileNetV3-Large (5.5M parameters), stages at strides 2, 4, 8, 16, 32.
+
+    Stages end where the feature map halves: features[0:2], [2:4], [4:7], [7:13], [13:17].
+    """
 
     name = "mobilenet_v3_large"
     output_strides = (16, 32)

@@ -1,0 +1,74 @@
+"""Plugin loading: built-ins and third parties through the same hooks; clashes name both providers."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import ParamGroup, Strategy, TaskModel, hookimpl
+from harness.errors import PluginError
+from harness.registry import Registry
+
+
+class Tiny(Strategy):
+    """Only the head trains, at twice the rate."""
+
+    name = "tiny_head"
+
+    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+        return [ParamGroup(params=list(model.head.parameters()), lr_scale=2.0, name="head")]
+
+
+class ThirdParty:
+    @hookimpl
+    def bench_strategies(self):
+        return [Tiny]
+
+
+class Clash:
+    @hookimpl
+    def bench_strategies(self):
+        class Full(Tiny):
+            name = "full"
+
+        return [Full]
+
+
+def test_builtins_cover_every_kind(registry: Registry) -> None:
+    assert {"resnet18", "resnet50", "mobilenet_v3_large"} <= set(registry.names("backbone"))
+    assert registry.names("task") == ["classification", "detection", "segmentation"]
+    assert {"full", "linear_probe", "scratch"} <= set(registry.names("strategy"))
+    assert "shapes" in registry.names("dataset")
+    assert "sequential" in registry.names("executor")
+    assert {"markdown", "csv", "json"} <= set(registry.names("reporter"))
+    assert {r.provider for r in registry.all()} == {"bench (built-in)"}
+
+
+def test_third_party_plugin_registers_through_the_same_hook() -> None:
+    registry = Registry(plugins=[(ThirdParty(), "bench-tiny-head")], entry_points=False)
+    found = registry.components["strategy"]["tiny_head"]
+    assert found.cls is Tiny and found.provider == "bench-tiny-head"
+
+
+def test_name_clash_names_both_providers() -> None:
+    with pytest.raises(PluginError, match=r"strategy 'full' is provided twice: by bench \(built-in\) and by acme"):
+        Registry(plugins=[(Clash(), "acme")], entry_points=False)
+
+
+def test_hook_returning_a_non_component_is_an_error() -> None:
+    class Wrong:
+        @hookimpl
+        def bench_strategies(self):
+            return [object]
+
+    with pytest.raises(PluginError, match="not a Strategy class"):
+        Registry(plugins=[(Wrong(), "wrong")], entry_points=False)
+
+
+def test_misspelt_hook_fails_loudly() -> None:
+    class Typo:
+        @hookimpl
+        def bench_strategys(self):
+            return []
+
+    with pytest.raises(Exception, match="bench_strategys"):
+        Registry(plugins=[(Typo(), "typo")], entry_points=False)

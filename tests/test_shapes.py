@@ -1,0 +1,49 @@
+"""The generated dataset: deterministic, disjoint splits, labels consistent with the pixels."""
+
+from __future__ import annotations
+
+import torch
+
+from bench_plugins.datasets.shapes import Shapes
+
+
+def test_deterministic_by_seed_and_index() -> None:
+    a = Shapes({"image_size": 32}).load("detection", "train")
+    b = Shapes({"image_size": 32}).load("detection", "train")
+    assert torch.equal(a[3][0], b[3][0]) and torch.equal(a[3][1]["boxes"], b[3][1]["boxes"])
+    other_seed = Shapes({"image_size": 32, "seed": 1}).load("detection", "train")
+    assert not torch.equal(a[3][0], other_seed[3][0])
+    test_split = Shapes({"image_size": 32}).load("detection", "test")
+    assert not torch.equal(a[3][0], test_split[3][0])
+
+
+def test_split_sizes_and_image_format() -> None:
+    data = Shapes({"image_size": 40, "train": 7, "val": 3, "test": 5})
+    assert [len(data.load("classification", s)) for s in ("train", "val", "test")] == [7, 3, 5]
+    image, label = data.load("classification", "train")[0]
+    assert image.shape == (3, 40, 40) and image.dtype == torch.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert 0 <= label < 5
+
+
+def test_boxes_and_masks_agree() -> None:
+    data = Shapes({"image_size": 48, "max_objects": 4, "shapes": ["circle", "square", "cross"]})
+    assert data.class_names("segmentation") == ["background", "circle", "square", "cross"]
+    det, seg = data.load("detection", "val"), data.load("segmentation", "val")
+    for i in range(20):
+        _, target = det[i]
+        _, mask = seg[i]
+        assert set(mask.unique().tolist()) <= {0, 1, 2, 3, 255}
+        assert 255 in mask.tolist()  # a void band around objects, as in VOC
+        present = {c - 1 for c in mask.unique().tolist() if c not in (0, 255)}
+        assert set(target["labels"].tolist()) <= present
+        for box, label in zip(target["boxes"], target["labels"], strict=True):
+            x0, y0, x1, y1 = box.int().tolist()
+            assert 0 <= x0 < x1 <= 48 and 0 <= y0 < y1 <= 48
+            assert (mask[y0:y1, x0:x1] == label + 1).any()
+
+
+def test_different_shape_lists_make_different_label_spaces() -> None:
+    source = Shapes({"shapes": ["diamond", "star"]})
+    target = Shapes({})
+    assert not set(source.class_names("classification")) & set(target.class_names("classification"))
