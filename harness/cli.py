@@ -99,13 +99,16 @@ def plan(suite: SuiteArg) -> None:
     for column in ("#", "task", "backbone", "strategy", "seed", "key", "state"):
         table.add_column(column)
     states: dict[str, int] = {}
+    reasons: dict[str, list[int]] = {}
     for i, cell in enumerate(cells, 1):
-        state = "done" if store.is_done(cell.key) else "to run"
+        state = "skipped" if cell.skip_reason else "done" if store.is_done(cell.key) else "to run"
+        states[state] = states.get(state, 0) + 1
         if cell.skip_reason:
-            state = f"skipped: {cell.skip_reason}"
-        states[state.split(":")[0]] = states.get(state.split(":")[0], 0) + 1
+            reasons.setdefault(cell.skip_reason, []).append(i)
         table.add_row(str(i), cell.task, cell.backbone, cell.strategy, str(cell.seed), cell.key[:10], state)
     stdout.print(table)
+    for reason, numbers in reasons.items():
+        stdout.print(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")
     for spec in loaded.pretrain:
         key = pretrain_cell(spec, loaded, registry).key
         done = store.checkpoint_path(key).is_file()

@@ -66,7 +66,11 @@ def load_into(backbone: Backbone, module: BackboneModule, state: dict[str, torch
     """Load `state` into `module`, converting from the backbone's native layout if needed."""
     if not all(k.startswith("stages.") for k in state):
         state = backbone.convert_state_dict(state)
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise BenchError(f"{origin}: checkpoint does not fit backbone {backbone.name!r}: {first}") from None
     if result.missing_keys or result.unexpected_keys:
         raise BenchError(
             f"{origin}: checkpoint does not fit backbone {backbone.name!r} "

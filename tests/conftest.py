@@ -46,6 +46,8 @@ def tiny_suite(output: Path, **overrides: Any) -> dict[str, Any]:
         "strategies": [{"name": "scratch"}, {"name": "linear_probe"}, {"name": "full"}],
     }
     suite.update(copy.deepcopy(overrides))
+    if suite.get("baseline") not in [s.get("label", s["name"]) for s in suite["strategies"]]:
+        suite.pop("baseline", None)
     return suite
 
 

@@ -35,7 +35,7 @@ class NanLoss(Strategy):
         return torch.tensor(float("nan"))
 
 
-class TestPlugin:
+class RecordingPlugin:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
@@ -62,20 +62,21 @@ def test_a_classification_cell_learns(tmp_path: Path, registry: Registry) -> Non
     data = _classification_only(
         tmp_path,
         strategies=[{"name": "full"}],
-        training={"epochs": 4, "batch_size": 16, "optimizer": "adamw", "lr": 2e-3, "threads": 2},
+        training={"epochs": 6, "batch_size": 32, "optimizer": "adamw", "lr": 2e-3, "threads": 2},
     )
-    data["tasks"][0]["dataset"] = tiny_dataset(shapes=["circle", "cross"], clutter=0.1, train=192, val=64, test=128)
+    data["tasks"][0]["dataset"] = tiny_dataset(shapes=["circle", "cross"], clutter=0.1, train=256, val=64, test=128)
     summary = run_suite(parse_suite(data, registry=registry), registry)
     (result,) = Store(summary.output).results()
     assert result.status == "ok", result.traceback
     losses = [epoch["train_loss"] for epoch in result.curve]
-    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
-    assert result.metrics["top1"] >= 0.75  # two classes: chance is 0.5
-    assert result.best["metric"] == "top1" and 1 <= result.best["epoch"] <= 4
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+    # two classes, 128 test images: chance is 0.5 +- 0.044, so 0.65 is learning, not luck
+    assert result.metrics["top1"] >= 0.65
+    assert result.best["metric"] == "top1" and 1 <= result.best["epoch"] <= 6
 
 
 def test_failures_are_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
-    plugin = TestPlugin()
+    plugin = RecordingPlugin()
     registry = Registry(plugins=[(plugin, "test-plugin")], entry_points=False)
     data = _classification_only(tmp_path, strategies=[{"name": "explodes"}, {"name": "nan_loss"}, {"name": "full"}])
     summary = run_suite(parse_suite(data, registry=registry), registry)
@@ -135,7 +136,8 @@ def test_pretraining_runs_once_and_is_reused(tmp_path: Path, registry: Registry)
     state = torch.load(checkpoint, weights_only=True)
     assert set(state) and all(k.startswith("stages.") for k in state)
 
-    second = run_suite(suite, registry, fresh=True)
-    assert second.statuses["ok"] == 2
+    data["strategies"].append({"name": "full"})
+    second = run_suite(parse_suite(data, registry=registry), registry)
+    assert (second.reused, second.statuses["ok"]) == (2, 1)  # only the new cell ran
     assert checkpoint.stat().st_mtime_ns == stamp  # not pretrained again
     assert probe.settings["backbone"]["weights"] == f"pretrain:src@{checkpoint.stem}"

@@ -34,13 +34,17 @@ def test_boxes_and_masks_agree() -> None:
         _, target = det[i]
         _, mask = seg[i]
         assert set(mask.unique().tolist()) <= {0, 1, 2, 3, 255}
-        assert 255 in mask.tolist()  # a void band around objects, as in VOC
-        present = {c - 1 for c in mask.unique().tolist() if c not in (0, 255)}
-        assert set(target["labels"].tolist()) <= present
+        assert (mask == 255).any()  # a void band around objects, as in VOC
+        assert len(target["boxes"]) >= 1
         for box, label in zip(target["boxes"], target["labels"], strict=True):
             x0, y0, x1, y1 = box.int().tolist()
             assert 0 <= x0 < x1 <= 48 and 0 <= y0 < y1 <= 48
-            assert (mask[y0:y1, x0:x1] == label + 1).any()
+            inside = mask[y0:y1, x0:x1]
+            # the object is in its box: its class, or (thin parts) the void band around it
+            assert ((inside == label + 1) | (inside == 255)).sum() >= 12
+            # a tight box: every side touches the object or its band
+            touched = (inside == label + 1) | (inside == 255)
+            assert touched[0].any() and touched[-1].any() and touched[:, 0].any() and touched[:, -1].any()
 
 
 def test_different_shape_lists_make_different_label_spaces() -> None:

@@ -18,16 +18,16 @@ def _result(key: str, status: str = "ok", top1: float = 0.5) -> CellResult:
                       cost=Cost(train_seconds=2.0, trainable_params=10, total_params=20))
 
 
-def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:
+def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "a.json"
     write_atomically(target, b"first")
 
-    class Boom(bytes):
-        def __len__(self) -> int:
-            raise RuntimeError("disk on fire")
+    def fail(fd: int) -> None:
+        raise OSError("disk on fire")
 
-    with pytest.raises(RuntimeError):
-        write_atomically(target, Boom(b"second"))
+    monkeypatch.setattr("harness.store.os.fsync", fail)
+    with pytest.raises(OSError, match="disk on fire"):
+        write_atomically(target, b"second")
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 

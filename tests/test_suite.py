@@ -83,8 +83,8 @@ def test_mistakes_name_file_key_and_what_is_allowed(tmp_path, write_suite, regis
 
 def test_bad_toml_names_the_file_and_line(tmp_path: Path, registry) -> None:
     path = tmp_path / "broken.toml"
-    path.write_text('name = "x"\nseeds = [0, 1\n')
-    with pytest.raises(SuiteError, match=r"broken\.toml: invalid TOML: .*line"):
+    path.write_text('name = "x"\nseeds = [0, 1]\nbaseline = \n')
+    with pytest.raises(SuiteError, match=r"broken\.toml: invalid TOML: .*line 3"):
         load_suite(path, registry)
 
 

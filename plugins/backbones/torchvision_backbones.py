@@ -62,7 +62,11 @@ class ResNetBackbone(Backbone):
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net = self.torchvision_model()
         kept = {k: v for k, v in state_dict.items() if not k.startswith(self.classifier_prefixes)}
-        missing, unexpected = net.load_state_dict(kept, strict=False)
+        try:
+            missing, unexpected = net.load_state_dict(kept, strict=False)
+        except RuntimeError as exc:  # shape mismatches: name the first one, not all of them
+            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+            raise ValueError(f"checkpoint does not fit {self.name}: {first}") from None
         missing = [k for k in missing if not k.startswith(self.classifier_prefixes)]
         if missing or unexpected:
             raise ValueError(

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -119,6 +120,12 @@ class DetectionModel(TaskModel):
 
 Targets = list[dict[str, torch.Tensor]]
 
+# COCOeval's own float64 thresholds. torchmetrics' defaults come from a float32 linspace (0.3 is
+# 0.30000001 there), which moves a recall of exactly 3/10 across a threshold and the mAP off
+# the reference's.
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
+COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
+
 
 class Detection(Task):
     name = "detection"
@@ -151,7 +158,12 @@ class Detection(Task):
         return torch.stack(list(losses.values())).sum()
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
-        meter = MeanAveragePrecision(iou_type="bbox", backend="faster_coco_eval")
+        meter = MeanAveragePrecision(
+            iou_type="bbox",
+            backend="faster_coco_eval",
+            iou_thresholds=COCO_IOU_THRESHOLDS,
+            rec_thresholds=COCO_RECALL_THRESHOLDS,
+        )
         for images, targets in batches:
             predictions = model(images)
             meter.update(
