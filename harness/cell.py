@@ -44,12 +44,15 @@ class Cell:
         return f"{self.task} / {self.backbone} / {self.strategy} / seed {self.seed}"
 
 
-def task_settings(kind: str, dataset: Any, options: dict[str, Any], metric: str | None) -> dict[str, Any]:
+def task_settings(
+    registry: Registry, kind: str, dataset: Any, options: dict[str, Any], metric: str | None
+) -> dict[str, Any]:
+    """A task's part of a cell's settings, with the ranking metric resolved (default: the task's first)."""
     return {
         "kind": kind,
         "dataset": {"name": dataset.name, "options": dict(dataset.options)},
         "options": dict(options),
-        "metric": metric,
+        "metric": metric or registry.create("task", kind, options).metrics[0],
     }
 
 
@@ -58,7 +61,7 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
     training = suite.training.override(spec.training)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(spec.kind, spec.dataset, spec.options, registry.get("task", spec.kind).metrics[0]),
+        "task": task_settings(registry, spec.kind, spec.dataset, spec.options, None),
         "backbone": {"name": spec.backbone, "weights": "none"},
         "strategy": {"name": "full", "options": {}},
         "training": training.model_dump(),
@@ -98,7 +101,7 @@ def _cell(
     training: Training = suite.training_for(task, strategy)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(task.kind, task.dataset, task.options, task.metric or task_obj.metrics[0]),
+        "task": task_settings(registry, task.kind, task.dataset, task.options, task.metric),
         "backbone": {"name": backbone.name, "weights": weights},
         "strategy": {"name": strategy.name, "options": dict(strategy.options)},
         "training": training.model_dump(),

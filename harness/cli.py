@@ -112,8 +112,10 @@ def plan(suite: SuiteArg) -> None:
     for spec in loaded.pretrain:
         key = pretrain_cell(spec, loaded, registry).key
         done = store.checkpoint_path(key).is_file()
-        stdout.print(f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
-                     f"{'checkpoint cached' if done else 'to run'}")
+        stdout.print(
+            f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
+            f"{'checkpoint cached' if done else 'to run'}"
+        )
     stdout.print(", ".join(f"{n} {state}" for state, n in states.items()) + f"; results in {store.root}")
 
 

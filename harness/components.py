@@ -92,8 +92,7 @@ class Backbone(Component):
     output_strides: ClassVar[tuple[int, ...]] = (32,)
 
     @abstractmethod
-    def build(self, output_stride: int = 32) -> BackboneModule:
-        ...
+    def build(self, output_stride: int = 32) -> BackboneModule: ...
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map a checkpoint in another layout (e.g. torchvision's) onto `stages.*` keys."""
@@ -127,20 +126,16 @@ class Task(Component):
         return 32
 
     @abstractmethod
-    def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
-        ...
+    def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel: ...
 
     @abstractmethod
-    def collate(self, samples: list[Any]) -> Batch:
-        ...
+    def collate(self, samples: list[Any]) -> Batch: ...
 
     @abstractmethod
-    def to_device(self, batch: Batch, device: torch.device) -> Batch:
-        ...
+    def to_device(self, batch: Batch, device: torch.device) -> Batch: ...
 
     @abstractmethod
-    def batch_size(self, batch: Batch) -> int:
-        ...
+    def batch_size(self, batch: Batch) -> int: ...
 
     @abstractmethod
     def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
@@ -171,12 +166,10 @@ class Dataset(Component):
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
 
     @abstractmethod
-    def load(self, kind: str, split: str) -> torch.utils.data.Dataset:
-        ...
+    def load(self, kind: str, split: str) -> torch.utils.data.Dataset: ...
 
     @abstractmethod
-    def class_names(self, kind: str) -> list[str]:
-        ...
+    def class_names(self, kind: str) -> list[str]: ...
 
 
 # --- strategies ----------------------------------------------------------------------------
@@ -224,8 +217,7 @@ class Executor(Component):
         cells: Sequence[Cell],
         run_cell: Callable[[Cell], CellResult],
         on_result: Callable[[CellResult], None],
-    ) -> None:
-        ...
+    ) -> None: ...
 
 
 class Reporter(Component):
@@ -234,8 +226,7 @@ class Reporter(Component):
     suffix: ClassVar[str] = ".txt"
 
     @abstractmethod
-    def render(self, report: Report) -> str:
-        ...
+    def render(self, report: Report) -> str: ...
 
 
 COMPONENT_KINDS: dict[str, type[Component]] = {

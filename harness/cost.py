@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,8 @@ def reset_peak_memory(setup: DeviceSetup) -> None:
     if setup.is_cuda:
         torch.cuda.reset_peak_memory_stats(setup.device)
         return
-    try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
+    with contextlib.suppress(OSError):  # Linux: writing 5 resets the process's peak RSS (VmHWM)
         _CLEAR_REFS.write_text("5")
-    except OSError:
-        pass
 
 
 def peak_memory(setup: DeviceSetup) -> tuple[int, str]:

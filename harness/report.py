@@ -55,9 +55,7 @@ def build_report(path: str | Path, baseline: str | None = None, metric: str | No
         raise BenchError(f"{path}: no results yet")
     if baseline is None:
         baseline = Store(Path(path)).manifest().get("settings", {}).get("baseline")
-    tables = [
-        _task_table(task, rows, baseline, metric) for task, rows in frame.groupby("task", sort=False)
-    ]
+    tables = [_task_table(str(task), rows, baseline, metric) for task, rows in frame.groupby("task", sort=False)]
     return Report(str(path), tables)
 
 
@@ -108,7 +106,8 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, metric: str
     if baseline is None:
         notes.append("no baseline strategy set: gains and ROI are not computed")
     else:
-        for backbone, part in table.groupby("backbone", sort=False):
+        for backbone_key, part in table.groupby("backbone", sort=False):
+            backbone = str(backbone_key)
             base = part[part["strategy"] == baseline]
             if base.empty or pd.isna(base["mean"].iloc[0]):
                 notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")

@@ -22,7 +22,7 @@ from harness.errors import BenchError, Diverged, Unsupported
 from harness.progress import Observer
 from harness.provenance import provenance
 from harness.registry import Registry, default_registry
-from harness.result import CellResult, Cost
+from harness.result import CellResult
 from harness.store import Store, write_atomically
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
@@ -137,7 +137,9 @@ def _load_weights(plugin: object, module: BackboneModule, weights: str, store: S
     load_into(plugin, module, read_checkpoint(path), str(path))  # type: ignore[arg-type]
 
 
-def _count_flops(model: TaskModel, task: object, loader: torch.utils.data.DataLoader, setup: DeviceSetup) -> float | None:
+def _count_flops(
+    model: TaskModel, task: object, loader: torch.utils.data.DataLoader, setup: DeviceSetup
+) -> float | None:
     """FLOPs of one training step on a copy of the model, so BatchNorm statistics stay untouched."""
     batch = task.to_device(next(iter(loader)), setup.device)  # type: ignore[attr-defined]
     probe = copy.deepcopy(model)
@@ -192,7 +194,9 @@ def run_suite(
         spec.name: reason
         for spec in suite.pretrain
         if spec.name in needed
-        for reason in [_ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)]
+        for reason in [
+            _ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)
+        ]
         if reason
     }
 

@@ -76,9 +76,7 @@ def build_optimizer(groups: Sequence[ParamGroup], training: Training) -> torch.o
         raise ValueError("the strategy left no parameter to train")
     if training.optimizer == "adamw":
         return torch.optim.AdamW(param_groups, lr=training.lr, weight_decay=training.weight_decay)
-    return torch.optim.SGD(
-        param_groups, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
-    )
+    return torch.optim.SGD(param_groups, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -140,9 +138,7 @@ def fit(
     total, epochs = step_budget(training, steps_per_epoch)
     warmup = int(training.warmup_fraction * total)
     optimizer = build_optimizer(groups, training)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, training.schedule)
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, training.schedule))
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     # reading the loss forces a device sync; on CUDA do it every few steps only

@@ -14,8 +14,11 @@ from harness.weights import load_into, parse_weights, read_checkpoint
 
 @pytest.mark.parametrize(
     ("name", "channels"),
-    [("resnet18", [64, 64, 128, 256, 512]), ("resnet50", [64, 256, 512, 1024, 2048]),
-     ("mobilenet_v3_large", [16, 24, 40, 112, 960])],
+    [
+        ("resnet18", [64, 64, 128, 256, 512]),
+        ("resnet50", [64, 256, 512, 1024, 2048]),
+        ("mobilenet_v3_large", [16, 24, 40, 112, 960]),
+    ],
 )
 def test_stages_channels_and_strides(registry, name: str, channels: list[int]) -> None:
     backbone = registry.create("backbone", name)
@@ -50,8 +53,11 @@ def test_torchvision_checkpoint_loads_with_weights_only(registry, tmp_path: Path
     module.eval()
     features = module(x)[-1]
     if name == "resnet18":
-        expected = reference.layer4(reference.layer3(reference.layer2(reference.layer1(
-            reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))))))
+        expected = reference.layer4(
+            reference.layer3(
+                reference.layer2(reference.layer1(reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))))
+            )
+        )
     else:
         expected = reference.features(x)
     assert torch.allclose(features, expected, atol=1e-5)

@@ -46,7 +46,11 @@ def test_exclusions_remove_cells(tmp_path: Path, registry) -> None:
     data = tiny_suite(tmp_path, exclude=[{"task": "det", "strategy": "scratch"}, {"strategy": "full"}])
     cells = _cells(data, registry)
     assert {(c.task, c.strategy) for c in cells} == {
-        ("cls", "scratch"), ("cls", "linear_probe"), ("det", "linear_probe"), ("seg", "scratch"), ("seg", "linear_probe")
+        ("cls", "scratch"),
+        ("cls", "linear_probe"),
+        ("det", "linear_probe"),
+        ("seg", "scratch"),
+        ("seg", "linear_probe"),
     }
 
 

@@ -54,8 +54,11 @@ def test_report_markdown(finished_run) -> None:
     result = runner.invoke(app, ["report", str(results), "--format", "markdown"])
     assert result.exit_code == 0, result.output
     text = result.output
-    for header in ("## cls (classification; metric `top1`, baseline `scratch`)",
-                   "## det (detection; metric `map`", "## seg (segmentation; metric `miou`"):
+    for header in (
+        "## cls (classification; metric `top1`, baseline `scratch`)",
+        "## det (detection; metric `map`",
+        "## seg (segmentation; metric `miou`",
+    ):
         assert header in text
     rows = [line for line in text.splitlines() if line.startswith("| resnet18 |")]
     assert len(rows) == 9
@@ -69,8 +72,20 @@ def test_report_csv_and_json_parse(finished_run) -> None:
     csv = runner.invoke(app, ["report", str(results), "--format", "csv"])
     frame = pd.read_csv(io.StringIO(csv.output))
     assert len(frame) == 9
-    assert {"task", "backbone", "strategy", "mean", "std", "n", "gain", "train_seconds",
-            "peak_memory_mib", "trainable_params", "trainable_pct", "roi_per_device_hour"} <= set(frame.columns)
+    assert {
+        "task",
+        "backbone",
+        "strategy",
+        "mean",
+        "std",
+        "n",
+        "gain",
+        "train_seconds",
+        "peak_memory_mib",
+        "trainable_params",
+        "trainable_pct",
+        "roi_per_device_hour",
+    } <= set(frame.columns)
     base = frame[frame["strategy"] == "scratch"].set_index("task")["mean"]
     for row in frame.itertuples():
         assert row.gain == pytest.approx(row.mean - base[row.task])
@@ -118,8 +133,10 @@ def test_a_failing_cell_does_not_stop_the_suite(tmp_path: Path) -> None:
     suite.write_text(to_toml(data))
     result = runner.invoke(app, ["run", str(suite), "--quiet"])
     assert result.exit_code == 1
-    statuses = {json.loads(p.read_text())["strategy"]: json.loads(p.read_text())
-                for p in (tmp_path / "out" / "cells").glob("*.json")}
+    statuses = {
+        json.loads(p.read_text())["strategy"]: json.loads(p.read_text())
+        for p in (tmp_path / "out" / "cells").glob("*.json")
+    }
     assert statuses["scratch"]["status"] == "ok"  # scratch ignores the weights
     for name in ("linear_probe", "full"):
         assert statuses[name]["status"] == "failed"
@@ -139,8 +156,9 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, text:
     suite = tmp_path / "bad.toml"
     suite.write_text(text)
     for command in ("run", "plan"):
-        done = subprocess.run([sys.executable, "-m", "harness", command, str(suite)],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", command, str(suite)], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         lines = done.stderr.strip().splitlines()

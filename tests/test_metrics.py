@@ -36,13 +36,16 @@ def _random_detection_case(rng: np.random.Generator, images: int, classes: int):
         fp_xy = rng.uniform(0, 80, size=(m, 2))
         fp = np.concatenate([fp_xy, fp_xy + rng.uniform(8, 40, size=(m, 2))], axis=1)
         pred_boxes = np.concatenate([jitter, fp])
-        pred_labels = np.concatenate([np.where(rng.random(n) < 0.8, labels, rng.integers(1, classes + 1, n)),
-                                      rng.integers(1, classes + 1, m)])
-        predictions.append({
-            "boxes": torch.tensor(pred_boxes, dtype=torch.float32),
-            "scores": torch.tensor(rng.random(n + m), dtype=torch.float32),
-            "labels": torch.tensor(pred_labels),
-        })
+        pred_labels = np.concatenate(
+            [np.where(rng.random(n) < 0.8, labels, rng.integers(1, classes + 1, n)), rng.integers(1, classes + 1, m)]
+        )
+        predictions.append(
+            {
+                "boxes": torch.tensor(pred_boxes, dtype=torch.float32),
+                "scores": torch.tensor(rng.random(n + m), dtype=torch.float32),
+                "labels": torch.tensor(pred_labels),
+            }
+        )
     return targets, predictions
 
 
@@ -57,8 +60,16 @@ def _cocoeval(targets, predictions, classes: int) -> tuple[float, float]:
     for image_id, (t, p) in enumerate(zip(targets, predictions, strict=True)):
         gt["images"].append({"id": image_id, "width": 128, "height": 128})
         for box, label in zip(_xywh(t["boxes"]), t["labels"].tolist(), strict=True):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": label,
-                                      "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
         for box, score, label in zip(_xywh(p["boxes"]), p["scores"].tolist(), p["labels"].tolist(), strict=True):
             dets.append({"image_id": image_id, "category_id": label, "score": score, "bbox": box})
     coco = COCO()
@@ -108,8 +119,9 @@ def test_segmentation_miou_ignores_void_and_absent_classes(registry) -> None:
 
 
 def test_classification_top_k(registry) -> None:
-    logits = torch.tensor([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0, 0.0, 0.0],
-                           [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]])
+    logits = torch.tensor(
+        [[0.1, 0.9, 0.0, 0.0, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0, 0.0, 0.0], [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]]
+    )
     labels = torch.tensor([1, 1, 0])
     task = registry.create("task", "classification")
     found = task.evaluate(Replay([logits]), iter([(None, labels)]), num_classes=6)

@@ -121,8 +121,7 @@ def test_max_steps_cuts_the_budget(tmp_path: Path, registry: Registry) -> None:
 def test_pretraining_runs_once_and_is_reused(tmp_path: Path, registry: Registry) -> None:
     data = _classification_only(
         tmp_path,
-        pretrain=[{"name": "src", "backbone": "resnet18",
-                   "dataset": tiny_dataset(shapes=["star", "hexagon"], seed=5)}],
+        pretrain=[{"name": "src", "backbone": "resnet18", "dataset": tiny_dataset(shapes=["star", "hexagon"], seed=5)}],
         backbones=[{"name": "resnet18", "weights": "pretrain:src"}],
         strategies=[{"name": "linear_probe"}, {"name": "scratch"}],
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from bench_plugins.datasets.shapes import Shapes
 
 
@@ -22,7 +21,7 @@ def test_split_sizes_and_image_format() -> None:
     assert [len(data.load("classification", s)) for s in ("train", "val", "test")] == [7, 3, 5]
     image, label = data.load("classification", "train")[0]
     assert image.shape == (3, 40, 40) and image.dtype == torch.float32
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.min() >= 0.0 and image.max() <= 1.0
     assert 0 <= label < 5
 
 

@@ -14,8 +14,17 @@ from harness.store import Store, load_results, write_atomically
 
 def _result(key: str, status: str = "ok", top1: float = 0.5) -> CellResult:
     settings = {"task": {"kind": "classification", "metric": "top1"}}
-    return CellResult(key, status, "cls", "resnet18", "full", 0, settings, metrics={"top1": top1},
-                      cost=Cost(train_seconds=2.0, trainable_params=10, total_params=20))
+    return CellResult(
+        key,
+        status,
+        "cls",
+        "resnet18",
+        "full",
+        0,
+        settings,
+        metrics={"top1": top1},
+        cost=Cost(train_seconds=2.0, trainable_params=10, total_params=20),
+    )
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch) -> None:

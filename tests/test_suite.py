@@ -51,7 +51,10 @@ def _error(tmp_path: Path, write_suite, registry, **overrides) -> str:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"strategies__1__name": "lienar_probe"}, "strategies[1].name: unknown strategy 'lienar_probe'; allowed: full, linear_probe, scratch"),
+        (
+            {"strategies__1__name": "lienar_probe"},
+            "strategies[1].name: unknown strategy 'lienar_probe'; allowed: full, linear_probe, scratch",
+        ),
         ({"backbones__0__name": "resnet999"}, "backbones[0].name: unknown backbone 'resnet999'; allowed:"),
         ({"tasks__0__kind": "captioning"}, "tasks[0].kind: unknown task 'captioning'; allowed: classification,"),
         ({"tasks__0__dataset": {"name": "nope"}}, "tasks[0].dataset.name: unknown dataset 'nope'; allowed: shapes"),
@@ -63,11 +66,18 @@ def _error(tmp_path: Path, write_suite, registry, **overrides) -> str:
         ({"device": "tpu"}, "device: Value error, allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"),
         ({"baseline": "nothing"}, "baseline: unknown strategy 'nothing'; allowed: scratch, linear_probe, full"),
         ({"tasks__0__metric": "f1"}, "tasks[0].metric: unknown metric 'f1' for classification; allowed: top1, top5"),
-        ({"tasks__2__dataset": {"name": "shapes", "options": {"image_size": 4}}},
-         "tasks[2].dataset.options.image_size: Input should be greater than or equal to 16"),
-        ({"tasks__0__dataset": {"name": "shapes", "options": {"shapes": ["circle", "blob"]}}},
-         "tasks[0].dataset.options.shapes: Value error, unknown shapes ['blob']"),
-        ({"tasks__1__options": {"fpn_stages": 9}}, "tasks[1].options.fpn_stages: Input should be less than or equal to 5"),
+        (
+            {"tasks__2__dataset": {"name": "shapes", "options": {"image_size": 4}}},
+            "tasks[2].dataset.options.image_size: Input should be greater than or equal to 16",
+        ),
+        (
+            {"tasks__0__dataset": {"name": "shapes", "options": {"shapes": ["circle", "blob"]}}},
+            "tasks[0].dataset.options.shapes: Value error, unknown shapes ['blob']",
+        ),
+        (
+            {"tasks__1__options": {"fpn_stages": 9}},
+            "tasks[1].options.fpn_stages: Input should be less than or equal to 5",
+        ),
         ({"tasks__1__options": {"rpn_size": 9}}, "tasks[1].options.rpn_size: unknown key; allowed: fpn_stages,"),
         ({"backbones__0__weights": "imagenet"}, "backbones[0].weights: unknown weights source 'imagenet'"),
         ({"backbones__0__weights": "pretrain:nowhere"}, "backbones[0].weights: unknown pretraining stage 'nowhere'"),

@@ -8,7 +8,7 @@ BatchNorm stays ordinary BatchNorm: whether its statistics train is the strategy
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,11 +36,11 @@ def dilate_stage(layer: nn.Sequential, previous: int, dilation: int) -> None:
 class ResNetBackbone(Backbone):
     """torchvision ResNet: stem, layer1..layer4."""
 
-    output_strides = (8, 16, 32)
+    output_strides: ClassVar[tuple[int, ...]] = (8, 16, 32)
     builder: ClassVar[str]
     classifier_prefixes: ClassVar[tuple[str, ...]] = ("fc.",)
 
-    def torchvision_model(self, output_stride: int = 32) -> nn.Module:
+    def torchvision_model(self, output_stride: int = 32) -> Any:
         if output_stride not in self.output_strides:
             raise Unsupported(f"{self.name} supports output strides {self.output_strides}, not {output_stride}")
         net = getattr(models, self.builder)(weights=None)
@@ -52,7 +52,7 @@ class ResNetBackbone(Backbone):
             dilate_stage(net.layer3, previous=1, dilation=2)
         return net
 
-    def stages(self, net: nn.Module) -> list[nn.Module]:
+    def stages(self, net: Any) -> list[nn.Module]:
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
 
@@ -69,9 +69,7 @@ class ResNetBackbone(Backbone):
             raise ValueError(f"checkpoint does not fit {self.name}: {first}") from None
         missing = [k for k in missing if not k.startswith(self.classifier_prefixes)]
         if missing or unexpected:
-            raise ValueError(
-                f"checkpoint does not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
-            )
+            raise ValueError(f"checkpoint does not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
         return BackboneModule(self.stages(net)).state_dict()
 
 
@@ -96,7 +94,7 @@ class MobileNetV3Large(ResNetBackbone):
     """
 
     name = "mobilenet_v3_large"
-    output_strides = (16, 32)
+    output_strides: ClassVar[tuple[int, ...]] = (16, 32)
     classifier_prefixes = ("classifier.",)
     bounds = (0, 2, 4, 7, 13, 17)
 
@@ -106,7 +104,7 @@ class MobileNetV3Large(ResNetBackbone):
         # torchvision's `dilated` halves the stride of the last stage, as in its DeepLabV3 models
         return models.mobilenet_v3_large(weights=None, dilated=output_stride == 16)
 
-    def stages(self, net: nn.Module) -> list[nn.Module]:
+    def stages(self, net: Any) -> list[nn.Module]:
         features = net.features
         return [features[a:b] for a, b in zip(self.bounds, self.bounds[1:], strict=False)]
 

@@ -12,13 +12,13 @@ from harness.report import Report, TaskTable
 
 def _num(value: Any, digits: int = 4, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def _count(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     value = float(value)
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= size:
@@ -28,17 +28,31 @@ def _count(value: Any) -> str:
 
 def markdown_table(table: TaskTable) -> str:
     header = [
-        "backbone", "strategy", f"{table.metric} (mean ± std, n)", "gain", "train s",
-        "samples/s", "peak MiB", "trainable", "ROI (gain/device-h)", "status",
+        "backbone",
+        "strategy",
+        f"{table.metric} (mean ± std, n)",
+        "gain",
+        "train s",
+        "samples/s",
+        "peak MiB",
+        "trainable",
+        "ROI (gain/device-h)",
+        "status",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows.to_dict("records"):
-        metric = f"{_num(row['mean'])} ± {_num(row['std'])} ({row['n']})" if row["n"] else "–"
+        metric = f"{_num(row['mean'])} ± {_num(row['std'])} ({row['n']})" if row["n"] else "-"
         trainable = f"{_count(row['trainable_params'])} ({_num(row['trainable_pct'], 1)}%)"
         cells = [
-            row["backbone"], row["strategy"], metric, _num(row["gain"], signed=True),
-            _num(row["train_seconds"], 1), _num(row["samples_per_second"], 1),
-            _num(row["peak_memory_mib"], 0), trainable, _num(row["roi_per_device_hour"], 2, signed=True),
+            row["backbone"],
+            row["strategy"],
+            metric,
+            _num(row["gain"], signed=True),
+            _num(row["train_seconds"], 1),
+            _num(row["samples_per_second"], 1),
+            _num(row["peak_memory_mib"], 0),
+            trainable,
+            _num(row["roi_per_device_hour"], 2, signed=True),
             str(row["status"]).replace("|", "/"),
         ]
         lines.append("| " + " | ".join(cells) + " |")

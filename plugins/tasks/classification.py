@@ -17,6 +17,9 @@ from harness import BackboneModule, Options, Task, TaskModel, hookimpl
 class Normalizer(nn.Module):
     """The backbone's input normalisation, kept inside the model so datasets hand over [0, 1] images."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, backbone: BackboneModule) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1), persistent=False)

@@ -67,6 +67,8 @@ class _Channels(nn.Module):
 
 
 class DetectionModel(TaskModel):
+    head: nn.ModuleDict
+
     def __init__(self, backbone: BackboneModule, num_classes: int, options: DetectionOptions) -> None:
         super().__init__()
         k = options.fpn_stages

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from bench_plugins.tasks.classification import Normalizer
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
-from bench_plugins.tasks.classification import Normalizer
 from harness import Backbone, BackboneModule, Options, Task, TaskModel, hookimpl
 
 VOID = 255
