@@ -37,7 +37,11 @@ class DeviceSetup:
 
 
 def resolve_device(requested: str, amp: bool) -> DeviceSetup:
-    """`auto` picks CUDA when present, else the CPU; AMP only on CUDA (bf16 where supported)."""
+    """`auto` picks CUDA when present, else the CPU.
+
+    AMP (training only) is float16 with a gradient scaler, as torchvision's reference scripts
+    train: bfloat16 keeps 8 bits of mantissa, too few for box coordinates in detection.
+    """
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
@@ -47,7 +51,7 @@ def resolve_device(requested: str, amp: bool) -> DeviceSetup:
     device = torch.device(requested)
     amp_dtype = None
     if amp and device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        amp_dtype = torch.float16
     return DeviceSetup(device, amp_dtype)
 
 

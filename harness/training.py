@@ -110,13 +110,14 @@ class FitOutcome:
 def evaluate(
     model: TaskModel, task: Task, loader: DataLoader, setup: DeviceSetup, num_classes: int
 ) -> dict[str, float]:
+    """Metrics of `model` on every batch of `loader`, in full precision so they match the references."""
     model.eval()
 
     def batches() -> Iterator[Any]:
         for batch in loader:
             yield task.to_device(batch, setup.device)
 
-    with torch.inference_mode(), setup.autocast():
+    with torch.inference_mode():
         return task.evaluate(model, batches(), num_classes)
 
 

@@ -164,6 +164,8 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class Shapes(Dataset):
+    """Generated scenes of coloured shapes for all three task kinds, offline and deterministic."""
+
     name = "shapes"
     kinds = ("classification", "detection", "segmentation")
     Options = ShapesOptions

@@ -8,6 +8,8 @@ from harness.result import CellResult
 
 
 class Sequential(Executor):
+    """Run cells one after another in this process."""
+
     name = "sequential"
 
     def run(

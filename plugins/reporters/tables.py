@@ -60,6 +60,8 @@ def markdown_table(table: TaskTable) -> str:
 
 
 class Markdown(Reporter):
+    """GitHub-flavoured markdown tables, one per task, with the definitions."""
+
     name = "markdown"
     suffix = ".md"
 
@@ -75,6 +77,8 @@ class Markdown(Reporter):
 
 
 class Csv(Reporter):
+    """One CSV row per task x backbone x strategy, numbers unformatted."""
+
     name = "csv"
     suffix = ".csv"
 
@@ -83,6 +87,8 @@ class Csv(Reporter):
 
 
 class Json(Reporter):
+    """The report as one JSON document: tasks, notes, definitions and rows."""
+
     name = "json"
     suffix = ".json"
 

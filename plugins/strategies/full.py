@@ -5,6 +5,8 @@ from harness.freezing import backbone_and_head_groups, set_trainable
 
 
 class Full(Strategy):
+    """Fine-tune every parameter, backbone and new parts, at one learning rate."""
+
     name = "full"
 
     def prepare(self, model: TaskModel) -> list[ParamGroup]:

@@ -9,6 +9,8 @@ from harness.freezing import freeze_batchnorm_stats, set_trainable
 
 
 class LinearProbe(Strategy):
+    """Freeze the backbone and its BatchNorm statistics; train only the new parts."""
+
     name = "linear_probe"
 
     def prepare(self, model: TaskModel) -> list[ParamGroup]:

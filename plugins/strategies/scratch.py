@@ -1,16 +1,15 @@
 """`scratch`: the baseline. Random initialisation whatever the backbone's weights, everything trains."""
 
-from harness import ParamGroup, Strategy, TaskModel, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from bench_plugins.strategies.full import Full
+
+from harness import Strategy, hookimpl
 
 
-class Scratch(Strategy):
+class Scratch(Full):
+    """Train everything from random weights (the usual baseline)."""
+
     name = "scratch"
     from_scratch = True
-
-    def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        set_trainable(model, True)
-        return backbone_and_head_groups(model)
 
 
 @hookimpl

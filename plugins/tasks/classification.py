@@ -7,26 +7,12 @@ from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from bench_plugins.tasks.common import Normalizer, StackedBatchesTask
 from pydantic import Field
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from harness import BackboneModule, Options, Task, TaskModel, hookimpl
-
-
-class Normalizer(nn.Module):
-    """The backbone's input normalisation, kept inside the model so datasets hand over [0, 1] images."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, backbone: BackboneModule) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
 
 
 class ClassificationModel(TaskModel):
@@ -44,7 +30,9 @@ class ClassificationOptions(Options):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
-class Classification(Task):
+class Classification(StackedBatchesTask):
+    """Image classification: a linear head on the pooled last stage; top-1 and top-5 accuracy."""
+
     name = "classification"
     metrics = ("top1", "top5")
     Options = ClassificationOptions
@@ -52,17 +40,6 @@ class Classification(Task):
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return ClassificationModel(backbone, num_classes)
-
-    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = zip(*samples, strict=True)
-        return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
-
-    def to_device(self, batch: Any, device: torch.device) -> Any:
-        images, labels = batch
-        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-    def batch_size(self, batch: Any) -> int:
-        return len(batch[1])
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
         images, labels = batch

@@ -130,6 +130,8 @@ COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 
 
 class Detection(Task):
+    """Object detection: Faster R-CNN with an FPN over the last stages; COCO mAP, mAP@50, mAP@75."""
+
     name = "detection"
     metrics = ("map", "map_50", "map_75")
     Options = DetectionOptions

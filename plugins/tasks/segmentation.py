@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from bench_plugins.tasks.classification import Normalizer
+from bench_plugins.tasks.common import Normalizer, StackedBatchesTask
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
@@ -37,7 +37,9 @@ class SegmentationOptions(Options):
     output_stride: Literal[8, 16, 32] = 16
 
 
-class Segmentation(Task):
+class Segmentation(StackedBatchesTask):
+    """Semantic segmentation: a DeepLabV3 head on the last stage; mIoU and pixel accuracy, void ignored."""
+
     name = "segmentation"
     metrics = ("miou", "pixel_acc")
     Options = SegmentationOptions
@@ -59,17 +61,6 @@ class Segmentation(Task):
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return SegmentationModel(backbone, num_classes)
-
-    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        images, masks = zip(*samples, strict=True)
-        return torch.stack(images), torch.stack(masks)
-
-    def to_device(self, batch: Any, device: torch.device) -> Any:
-        images, masks = batch
-        return images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-
-    def batch_size(self, batch: Any) -> int:
-        return len(batch[0])
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
         images, masks = batch
