@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, ParamSpec
 
@@ -49,11 +50,26 @@ def create_app() -> typer.Typer:
     return app
 
 
-SuiteArg = Annotated[Path, typer.Argument(help="Suite file (TOML), e.g. suites/quickstart.toml.")]
+SuiteArg = Annotated[
+    Path,
+    typer.Argument(help="Suite file (TOML), or the name of a bundled suite (default: the quickstart)."),
+]
+DEFAULT_SUITE = Path("quickstart")
+
+
+def suite_path(suite: Path) -> Path:
+    """A path as given, or a suite bundled with bench (`quickstart`) when no such file exists."""
+    if suite.exists() or suite.suffix:
+        return suite
+    bundled = Path(str(files("bench_suites").joinpath(f"{suite.name}.toml")))
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.name.removesuffix(".toml") for p in files("bench_suites").iterdir() if p.name.endswith(".toml"))
+    raise BenchError(f"{suite}: no such suite file or bundled suite; bundled: {', '.join(names)}")
 
 
 def run(
-    suite: SuiteArg,
+    suite: SuiteArg = DEFAULT_SUITE,
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute cells that already have an ok result.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per cell.")] = False,
     output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
@@ -64,7 +80,7 @@ def run(
     from harness.runner import run_suite
     from harness.suite import load_suite
 
-    loaded = load_suite(suite)
+    loaded = load_suite(suite_path(suite))
     overrides = {k: v for k, v in (("output", str(output) if output else None), ("device", device)) if v}
     if overrides:
         loaded = loaded.model_validate({**loaded.model_dump(), **overrides, "source": loaded.source})
@@ -84,14 +100,14 @@ def run(
         raise typer.Exit(1)
 
 
-def plan(suite: SuiteArg) -> None:
+def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
     """List the grid of SUITE without running it: each cell, and whether it is done, to run or skipped."""
     from harness.cell import plan_cells, pretrain_cell
     from harness.registry import default_registry
     from harness.store import Store
     from harness.suite import load_suite
 
-    loaded = load_suite(suite)
+    loaded = load_suite(suite_path(suite))
     registry = default_registry()
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)

@@ -25,7 +25,7 @@ class DeviceSetup:
     def name(self) -> str:
         if self.is_cuda:
             return torch.cuda.get_device_name(self.device)
-        return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        return f"cpu ({usable_cores()} cores, {torch.get_num_threads()} threads)"
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.amp_dtype is None:
@@ -55,9 +55,17 @@ def resolve_device(requested: str, amp: bool) -> DeviceSetup:
     return DeviceSetup(device, amp_dtype)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), not the host's count: more threads than that thrash."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int | None) -> int:
-    """Set the CPU thread count explicitly (default: every core), so timings are comparable."""
-    count = threads or os.cpu_count() or 1
+    """Set the CPU thread count explicitly (default: every usable core), so timings are comparable."""
+    count = threads or usable_cores()
     torch.set_num_threads(count)
     return count
 

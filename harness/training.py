@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from harness.components import ParamGroup, Strategy, Task, TaskModel
 from harness.devices import DeviceSetup, synchronized
-from harness.errors import Diverged
+from harness.errors import BenchError, Diverged
 from harness.progress import Observer
 from harness.suite import Training
 
@@ -190,6 +190,8 @@ def fit(
         train_loss = loss_sum.item() / max(1, epoch_steps)
         if not math.isfinite(train_loss):
             raise Diverged(f"non-finite loss in epoch {epoch + 1}")
+        if metric not in val:
+            raise BenchError(f"metric {metric!r} is not reported here; the task reported {', '.join(val)}")
         outcome.curve.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val": val})
         if not outcome.best or val[metric] > outcome.best["value"]:
             outcome.best = {"metric": metric, "value": val[metric], "epoch": epoch + 1, "step": step}

@@ -164,3 +164,14 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, text:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {suite}: ") and expected in lines[0]
         assert done.stdout == ""
+
+
+def test_bundled_quickstart_is_found_by_name(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # far from the checkout's suites/
+    result = runner.invoke(app, ["plan"])
+    assert result.exit_code == 0, result.output
+    assert "quickstart: 18 cells" in result.output and "18 to run" in result.output
+    assert runner.invoke(app, ["plan", "quickstart"]).output == result.output
+    missing = runner.invoke(app, ["plan", "nosuch"])
+    assert missing.exit_code == 2
+    assert "nosuch: no such suite file or bundled suite; bundled: quickstart" in missing.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ParamGroup, Strategy, TaskModel, hookimpl
+from harness import Dataset, ParamGroup, Strategy, TaskModel, hookimpl
 from harness.registry import Registry
 from harness.runner import run_suite
 from harness.store import Store
@@ -140,3 +140,40 @@ def test_pretraining_runs_once_and_is_reused(tmp_path: Path, registry: Registry)
     assert (second.reused, second.statuses["ok"]) == (2, 1)  # only the new cell ran
     assert checkpoint.stat().st_mtime_ns == stamp  # not pretrained again
     assert probe.settings["backbone"]["weights"] == f"pretrain:src@{checkpoint.stem}"
+
+
+class Unreadable(Dataset):
+    """A dataset whose files are missing."""
+
+    name = "unreadable"
+    kinds = ("classification",)
+
+    def load(self, kind: str, split: str) -> torch.utils.data.Dataset:
+        raise FileNotFoundError("/data/unreadable/train is missing")
+
+    def class_names(self, kind: str) -> list[str]:
+        return ["a", "b"]
+
+
+class UnreadablePlugin:
+    @hookimpl
+    def bench_datasets(self):
+        return [Unreadable]
+
+
+def test_a_failed_pretraining_fails_its_cells_only(tmp_path: Path) -> None:
+    registry = Registry(plugins=[(UnreadablePlugin(), "test-plugin")], entry_points=False)
+    data = _classification_only(
+        tmp_path,
+        pretrain=[{"name": "src", "backbone": "resnet18", "dataset": {"name": "unreadable"}}],
+        backbones=[{"name": "resnet18", "weights": "pretrain:src"}],
+        strategies=[{"name": "linear_probe"}, {"name": "scratch"}],
+    )
+    summary = run_suite(parse_suite(data, registry=registry), registry)
+    results = {r.strategy: r for r in Store(summary.output).results()}
+    assert results["scratch"].status == "ok"  # needs no pretrained weights
+    assert results["linear_probe"].status == "failed"
+    assert results["linear_probe"].reason == (
+        "pretraining stage 'src' failed: failed: FileNotFoundError: /data/unreadable/train is missing"
+    )
+    assert summary.failed == 1
