@@ -72,3 +72,39 @@ def test_misspelt_hook_fails_loudly() -> None:
 
     with pytest.raises(Exception, match="bench_strategys"):
         Registry(plugins=[(Typo(), "typo")], entry_points=False)
+
+
+class _Distribution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _EntryPoint:
+    """The part of importlib.metadata.EntryPoint the loader uses."""
+
+    def __init__(self, name: str, dist: str, load) -> None:
+        self.name, self.dist, self.value, self._load = name, _Distribution(dist), f"{dist}:plugin", load
+
+    def load(self):
+        return self._load()
+
+
+def _broken():
+    raise ImportError("No module named 'bench_missing_dependency'")
+
+
+def test_entry_points_are_discovered_and_a_broken_one_only_warns(monkeypatch) -> None:
+    found = [_EntryPoint("tiny", "bench-tiny-head", ThirdParty), _EntryPoint("broken", "bench-broken", _broken)]
+    monkeypatch.setattr("harness.registry.entry_points", lambda group: found if group == "bench" else [])
+    with pytest.warns(UserWarning, match="plugin 'broken' from package 'bench-broken' failed to load"):
+        registry = Registry()
+    assert registry.components["strategy"]["tiny_head"].provider == "bench-tiny-head"
+    assert "full" in registry.names("strategy")  # everything else still works
+    assert len(registry.load_warnings) == 1
+
+
+def test_plugins_can_be_disabled_by_name(monkeypatch) -> None:
+    found = [_EntryPoint("tiny", "bench-tiny-head", ThirdParty)]
+    monkeypatch.setattr("harness.registry.entry_points", lambda group: found)
+    monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "bench-tiny-head")
+    assert "tiny_head" not in Registry().names("strategy")
