@@ -142,6 +142,8 @@ def test_a_failing_cell_does_not_stop_the_suite(tmp_path: Path) -> None:
         assert statuses[name]["status"] == "failed"
         assert "checkpoint file not found" in statuses[name]["reason"]
     assert "1 ok" in result.output and "2 failed" in result.output
+    report = runner.invoke(app, ["report", str(tmp_path / "out")]).output
+    assert report.count("| 1 failed: BenchError: missing/model.pth: checkpoint file not found |") == 2
 
 
 @pytest.mark.parametrize(
