@@ -70,7 +70,7 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
     return Cell(settings_key(settings), f"pretrain:{spec.name}", spec.backbone, "full", spec.seed, settings)
 
 
-def plan_cells(suite: Suite, registry: Registry, base: Path | None = None) -> list[Cell]:
+def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
     """Every cell of the suite in run order, with skip reasons for those that cannot run."""
     pretrain_keys = {p.name: pretrain_cell(p, suite, registry).key for p in suite.pretrain}
     cells = []
@@ -80,7 +80,7 @@ def plan_cells(suite: Suite, registry: Registry, base: Path | None = None) -> li
                 if _excluded(suite, task, backbone, strategy):
                     continue
                 for seed in suite.seeds:
-                    cells.append(_cell(suite, registry, task, backbone, strategy, seed, pretrain_keys, base))
+                    cells.append(_cell(suite, registry, task, backbone, strategy, seed, pretrain_keys))
     return cells
 
 
@@ -92,12 +92,11 @@ def _cell(
     strategy: StrategySpec,
     seed: int,
     pretrain_keys: dict[str, str],
-    base: Path | None,
 ) -> Cell:
     strategy_obj = registry.create("strategy", strategy.name, strategy.options)
     backbone_obj = registry.create("backbone", backbone.name)
     task_obj = registry.create("task", task.kind, task.options)
-    weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys, base)
+    weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys)
     training: Training = suite.training_for(task, strategy)
     settings = {
         "version": SETTINGS_VERSION,
@@ -113,18 +112,14 @@ def _cell(
     return Cell(settings_key(settings), task.name, backbone.id, strategy.id, seed, settings, reason, pretrain)
 
 
-def _resolve_weights(
-    text: str, from_scratch: bool, pretrain_keys: dict[str, str], base: Path | None
-) -> tuple[str, str | None]:
+def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str]) -> tuple[str, str | None]:
     """The weights identity that goes into the cell key, and the pretraining stage it needs."""
     source = parse_weights(text)
     if from_scratch or source.kind == "none":
         return "none", None
     if source.kind == "pretrain":
         return f"pretrain:{source.value}@{pretrain_keys[source.value]}", source.value
-    path = Path(source.value).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
+    path = Path(source.value).expanduser()  # relative paths: to the working directory, like `output`
     digest = file_digest(path) if path.is_file() else "missing"
     return f"file:{path}#{digest}", None
 

@@ -155,11 +155,9 @@ class Suite(Strict):
             raise ValueError("seeds must be distinct")
         return value
 
-    def output_dir(self, base: Path | None = None) -> Path:
-        path = Path(self.output) if self.output else Path("results") / self.name
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        return path
+    def output_dir(self) -> Path:
+        """The results directory; relative paths are relative to the working directory."""
+        return Path(self.output) if self.output else Path("results") / self.name
 
     def training_for(self, task: TaskSpec, strategy: StrategySpec) -> Training:
         """Suite defaults, overridden by the task's settings, then by the strategy's."""
