@@ -70,7 +70,9 @@ def suite_path(suite: Path) -> Path:
 
 def run(
     suite: SuiteArg = DEFAULT_SUITE,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Recompute cells that already have an ok result.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Recompute everything, pretraining included, even ok results.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per cell.")] = False,
     output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite's).")] = None,
@@ -78,12 +80,9 @@ def run(
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
     from harness.progress import QuietObserver, RichObserver
     from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.suite import load_suite, with_overrides
 
-    loaded = load_suite(suite_path(suite))
-    overrides = {k: v for k, v in (("output", str(output) if output else None), ("device", device)) if v}
-    if overrides:
-        loaded = loaded.model_validate({**loaded.model_dump(), **overrides, "source": loaded.source})
+    loaded = with_overrides(load_suite(suite_path(suite)), output=str(output) if output else None, device=device)
     observer = QuietObserver(stderr) if quiet or not stderr.is_terminal else RichObserver()
     try:
         summary = run_suite(loaded, fresh=fresh, observer=observer)

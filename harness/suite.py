@@ -189,6 +189,17 @@ def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Regist
     return suite
 
 
+def with_overrides(suite: Suite, **values: Any) -> Suite:
+    """The suite with values given on the command line in place of the file's (None: keep the file's)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    if not given:
+        return suite
+    try:
+        return Suite.model_validate({**suite.model_dump(), **given, "source": suite.source})
+    except ValidationError as exc:
+        raise SuiteError(f"command line: {_describe(exc, Suite)}") from None
+
+
 def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
     """The first validation error as 'key.path: what is wrong (what is allowed)'."""
     error = exc.errors()[0]

@@ -177,3 +177,14 @@ def test_bundled_quickstart_is_found_by_name(tmp_path: Path, monkeypatch) -> Non
     missing = runner.invoke(app, ["plan", "nosuch"])
     assert missing.exit_code == 2
     assert "nosuch: no such suite file or bundled suite; bundled: quickstart" in missing.output
+
+
+def test_command_line_overrides_are_validated(finished_run, tmp_path: Path) -> None:
+    suite, _ = finished_run
+    bad = runner.invoke(app, ["run", str(suite), "--device", "tpu"])
+    assert bad.exit_code == 2
+    assert "error: command line: device: Value error, allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'" in bad.output
+    elsewhere = tmp_path / "elsewhere"
+    done = runner.invoke(app, ["run", str(suite), "--output", str(elsewhere), "--device", "cpu", "-q"])
+    assert done.exit_code == 0
+    assert len(list((elsewhere / "cells").glob("*.json"))) == 9  # the same cells, stored elsewhere
