@@ -55,6 +55,12 @@ def build_report(path: str | Path, baseline: str | None = None, metric: str | No
         raise BenchError(f"{path}: no results yet")
     if baseline is None:
         baseline = Store(Path(path)).manifest().get("settings", {}).get("baseline")
+    elif baseline not in set(frame["strategy"]):
+        allowed = ", ".join(dict.fromkeys(frame["strategy"]))
+        raise BenchError(f"--baseline: unknown strategy {baseline!r}; allowed: {allowed}")
+    reported = [c.removeprefix("metric.") for c in frame.columns if c.startswith("metric.")]
+    if metric is not None and metric not in reported:
+        raise BenchError(f"--metric: no task reports {metric!r}; allowed: {', '.join(reported)}")
     tables = [_task_table(str(task), rows, baseline, metric) for task, rows in frame.groupby("task", sort=False)]
     return Report(str(path), tables)
 
@@ -70,7 +76,8 @@ def _status_text(statuses: pd.Series, reasons: pd.Series) -> str:
 
 def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, metric: str | None) -> TaskTable:
     kind = str(rows["task_kind"].iloc[0])
-    metric = metric or str(rows["metric"].iloc[0])
+    if metric is None or rows.get(f"metric.{metric}", pd.Series(dtype=float)).isna().all():
+        metric = str(rows["metric"].iloc[0])  # the suite's metric for tasks that do not report the one asked for
     column = f"metric.{metric}"
     notes = []
     if column not in rows:

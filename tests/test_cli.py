@@ -65,6 +65,9 @@ def test_report_markdown(finished_run) -> None:
     scratch = [r for r in rows if "| scratch |" in r]
     assert all("| +0.0000 |" in r for r in scratch)  # the baseline's gain over itself
     assert "ROI (gain/device-h)" in text and "*Definitions.*" in text
+    # a metric only some tasks report applies to those; the others keep theirs
+    mixed = runner.invoke(app, ["report", str(results), "--metric", "map_75"]).output
+    assert "## det (detection; metric `map_75`" in mixed and "## cls (classification; metric `top1`" in mixed
 
 
 def test_report_csv_and_json_parse(finished_run) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import BenchError
 from harness.report import build_report
 from harness.result import CellResult, Cost
 from harness.store import Store
@@ -68,8 +69,10 @@ def test_baseline_and_metric_can_be_chosen(results: Path) -> None:
     (table,) = build_report(results, baseline="full").tables
     rows = table.rows.set_index(["backbone", "strategy"])
     assert rows.loc[("resnet18", "scratch"), "gain"] == pytest.approx(0.52 - 0.72)
-    (unknown,) = build_report(results, metric="top5").tables
-    assert unknown.rows["mean"].isna().all()
+    with pytest.raises(BenchError, match="--metric: no task reports 'top5'; allowed: top1"):
+        build_report(results, metric="top5")
+    with pytest.raises(BenchError, match="--baseline: unknown strategy 'nope'; allowed: scratch, full, probe"):
+        build_report(results, baseline="nope")
 
 
 def test_devices_are_never_mixed_silently(results: Path) -> None:
