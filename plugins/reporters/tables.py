@@ -42,7 +42,8 @@ def markdown_table(table: TaskTable) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows.to_dict("records"):
         metric = f"{_num(row['mean'])} ± {_num(row['std'])} ({row['n']})" if row["n"] else "-"
-        trainable = f"{_count(row['trainable_params'])} ({_num(row['trainable_pct'], 1)}%)"
+        share = row["trainable_pct"]
+        trainable = f"{_count(row['trainable_params'])} ({'-' if math.isnan(share) else f'{share:.3g}'}%)"
         cells = [
             row["backbone"],
             row["strategy"],
