@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.components import Task
 from harness.registry import Registry
 from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training
 from harness.weights import file_digest, parse_weights
@@ -44,15 +45,13 @@ class Cell:
         return f"{self.task} / {self.backbone} / {self.strategy} / seed {self.seed}"
 
 
-def task_settings(
-    registry: Registry, kind: str, dataset: Any, options: dict[str, Any], metric: str | None
-) -> dict[str, Any]:
+def task_settings(task: Task, dataset: Any, options: dict[str, Any], metric: str | None) -> dict[str, Any]:
     """A task's part of a cell's settings, with the ranking metric resolved (default: the task's first)."""
     return {
-        "kind": kind,
+        "kind": task.name,
         "dataset": {"name": dataset.name, "options": dict(dataset.options)},
         "options": dict(options),
-        "metric": metric or registry.create("task", kind, options).metrics[0],
+        "metric": metric or task.metrics[0],
     }
 
 
@@ -61,7 +60,7 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
     training = suite.training.override(spec.training)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(registry, spec.kind, spec.dataset, spec.options, None),
+        "task": task_settings(registry.create("task", spec.kind, spec.options), spec.dataset, spec.options, None),
         "backbone": {"name": spec.backbone, "weights": "none"},
         "strategy": {"name": "full", "options": {}},
         "training": training.model_dump(),
@@ -100,7 +99,7 @@ def _cell(
     training: Training = suite.training_for(task, strategy)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(registry, task.kind, task.dataset, task.options, task.metric),
+        "task": task_settings(task_obj, task.dataset, task.options, task.metric),
         "backbone": {"name": backbone.name, "weights": weights},
         "strategy": {"name": strategy.name, "options": dict(strategy.options)},
         "training": training.model_dump(),

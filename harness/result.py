@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from harness.cell import Cell
 
 Status = Literal["ok", "failed", "diverged", "skipped"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "diverged", "skipped")
@@ -49,6 +52,11 @@ class CellResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+
+    @classmethod
+    def for_cell(cls, cell: Cell, status: Status, **fields: Any) -> CellResult:
+        """A result carrying the cell's key, labels and settings."""
+        return cls(cell.key, status, cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, **fields)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,9 +43,7 @@ def run_cell(
 ) -> CellResult:
     """Run one cell and describe the outcome; never raises for a problem inside the cell."""
     observer = observer or Observer()
-    result = CellResult(
-        cell.key, "failed", cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, started_at=_now()
-    )
+    result = CellResult.for_cell(cell, "failed", started_at=_now())
     started = time.perf_counter()
     try:
         if cell.skip_reason:
@@ -190,22 +188,18 @@ def run_suite(
     observer.suite_started(len(cells), summary.reused)
 
     needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason}
-    pretrain_failures = {
-        spec.name: reason
-        for spec in suite.pretrain
-        if spec.name in needed
-        for reason in [
-            _ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)
-        ]
-        if reason
-    }
+    pretrain_failures: dict[str, str] = {}
+    for spec in suite.pretrain:
+        if spec.name in needed:
+            reason = _ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)
+            if reason:
+                pretrain_failures[spec.name] = reason
 
     def run_one(cell: Cell) -> CellResult:
         registry.pm.hook.bench_cell_started(cell=cell)
         if cell.pretrain in pretrain_failures:
-            result = CellResult(cell.key, "failed", cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings)
-            result.reason = f"pretraining stage {cell.pretrain!r} failed: {pretrain_failures[cell.pretrain]}"
-            return result
+            reason = f"pretraining stage {cell.pretrain!r} failed: {pretrain_failures[cell.pretrain]}"
+            return CellResult.for_cell(cell, "failed", reason=reason)
         return run_cell(cell, registry, suite.device, store, observer)
 
     by_key = {c.key: c for c in cells}

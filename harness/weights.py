@@ -62,6 +62,11 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def first_mismatch(exc: RuntimeError) -> str:
+    """The first shape mismatch of a failed `load_state_dict`, not the whole list."""
+    return next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+
+
 def load_into(backbone: Backbone, module: BackboneModule, state: dict[str, torch.Tensor], origin: str) -> None:
     """Load `state` into `module`, converting from the backbone's native layout if needed."""
     if not all(k.startswith("stages.") for k in state):
@@ -69,8 +74,9 @@ def load_into(backbone: Backbone, module: BackboneModule, state: dict[str, torch
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:
-        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
-        raise BenchError(f"{origin}: checkpoint does not fit backbone {backbone.name!r}: {first}") from None
+        raise BenchError(
+            f"{origin}: checkpoint does not fit backbone {backbone.name!r}: {first_mismatch(exc)}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise BenchError(
             f"{origin}: checkpoint does not fit backbone {backbone.name!r} "

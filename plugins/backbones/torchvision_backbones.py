@@ -16,6 +16,7 @@ from torchvision import models
 
 from harness import Backbone, BackboneModule, hookimpl
 from harness.errors import Unsupported
+from harness.weights import first_mismatch
 
 
 def dilate_stage(layer: nn.Sequential, previous: int, dilation: int) -> None:
@@ -64,9 +65,8 @@ class ResNetBackbone(Backbone):
         kept = {k: v for k, v in state_dict.items() if not k.startswith(self.classifier_prefixes)}
         try:
             missing, unexpected = net.load_state_dict(kept, strict=False)
-        except RuntimeError as exc:  # shape mismatches: name the first one, not all of them
-            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
-            raise ValueError(f"checkpoint does not fit {self.name}: {first}") from None
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint does not fit {self.name}: {first_mismatch(exc)}") from None
         missing = [k for k in missing if not k.startswith(self.classifier_prefixes)]
         if missing or unexpected:
             raise ValueError(f"checkpoint does not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
