@@ -13,8 +13,11 @@ from harness.components import (
     ParamGroup,
     Reporter,
     Strategy,
+    StrategyOptions,
     Task,
     TaskModel,
+    TeacherRef,
+    TrainingContext,
 )
 from harness.errors import BenchError, Diverged, SuiteError, Unsupported
 from harness.hookspecs import hookimpl
@@ -31,9 +34,12 @@ __all__ = [
     "ParamGroup",
     "Reporter",
     "Strategy",
+    "StrategyOptions",
     "SuiteError",
     "Task",
     "TaskModel",
+    "TeacherRef",
+    "TrainingContext",
     "Unsupported",
     "hookimpl",
     "load_results",

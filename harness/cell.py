@@ -7,18 +7,19 @@ across runs (resume) and machines, and any change of setting makes a new cell.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.components import Task
 from harness.registry import Registry
-from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training
+from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training, option_axes
 from harness.weights import file_digest, parse_weights
 
 #: bump when a change makes old results incomparable
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -39,10 +40,42 @@ class Cell:
     skip_reason: str | None = None
     #: pretraining stage this cell's weights come from, if any
     pretrain: str | None = None
+    #: the swept values of this cell, e.g. "lr=0.01, rank=8" ("" without sweeps)
+    setting: str = ""
+    #: key of the cell whose trained model this one learns from (distillation)
+    teacher: str | None = None
+    #: another cell learns from this one: keep its trained model
+    keep_model: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.task} / {self.backbone} / {self.strategy} / seed {self.seed}"
+        setting = f" [{self.setting}]" if self.setting else ""
+        return f"{self.task} / {self.backbone} / {self.strategy}{setting} / seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of a strategy's sweep: its training settings and options."""
+
+    setting: str
+    training: Training
+    options: dict[str, Any]
+
+
+def variants(suite: Suite, task: TaskSpec, strategy: StrategySpec, registry: Registry) -> list[Variant]:
+    """Every combination of the swept training settings and strategy options (one without sweeps)."""
+    base = suite.training_for(task, strategy)
+    training_axes = suite.training_axes(task, strategy)
+    fixed, options_axes = option_axes(registry.get("strategy", strategy.name).Options, strategy.options)
+    axes = [("training", k, v) for k, v in training_axes.items()] + [("options", k, v) for k, v in options_axes.items()]
+    found = []
+    for values in itertools.product(*(choices for _, _, choices in axes)):
+        chosen = {(where, key): value for (where, key, _), value in zip(axes, values, strict=True)}
+        training = base.model_copy(update={k: v for (w, k), v in chosen.items() if w == "training"})
+        options = {**fixed, **{k: v for (w, k), v in chosen.items() if w == "options"}}
+        setting = ", ".join(f"{key}={value}" for (_, key), value in chosen.items())
+        found.append(Variant(setting, training, options))
+    return found
 
 
 def task_settings(task: Task, dataset: Any, options: dict[str, Any], metric: str | None) -> dict[str, Any]:
@@ -70,17 +103,50 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
 
 
 def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
-    """Every cell of the suite in run order, with skip reasons for those that cannot run."""
+    """Every cell of the suite in run order (teachers before their students), with skip reasons."""
     pretrain_keys = {p.name: pretrain_cell(p, suite, registry).key for p in suite.pretrain}
-    cells = []
+    cells: dict[tuple[str, str, str, int], list[Cell]] = {}
     for task in suite.tasks:
         for backbone in suite.backbones:
             for strategy in suite.strategies:
                 if _excluded(suite, task, backbone, strategy):
                     continue
                 for seed in suite.seeds:
-                    cells.append(_cell(suite, registry, task, backbone, strategy, seed, pretrain_keys))
-    return cells
+                    cells[task.name, backbone.id, strategy.id, seed] = [
+                        _cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
+                        for variant in variants(suite, task, strategy, registry)
+                    ]
+    return _with_teachers(suite, registry, cells)
+
+
+def _with_teachers(suite: Suite, registry: Registry, grid: dict[tuple[str, str, str, int], list[Cell]]) -> list[Cell]:
+    """Link each distillation cell to its teacher cell (same task and seed); order teachers first."""
+    strategies = {s.id: s for s in suite.strategies}
+    teacher_keys: set[str] = set()
+    for (task, backbone, strategy, seed), cells in grid.items():
+        ref = registry.create("strategy", strategies[strategy].name, cells[0].settings["strategy"]["options"]).teacher()
+        if ref is None or ref.checkpoint is not None:
+            continue
+        teachers = grid.get((task, ref.backbone, ref.strategy, seed), [])
+        if len(teachers) != 1:
+            why = "is excluded" if not teachers else f"has {len(teachers)} settings (a teacher needs one)"
+            reason = f"teacher {ref.backbone} / {ref.strategy} {why}"
+            grid[task, backbone, strategy, seed] = [replace(c, skip_reason=c.skip_reason or reason) for c in cells]
+            continue
+        grid[task, backbone, strategy, seed] = [_learning_from(cell, teachers[0]) for cell in cells]
+        teacher_keys.add(teachers[0].key)
+    ordered = [replace(c, keep_model=c.key in teacher_keys) for cells in grid.values() for c in cells]
+    return sorted(ordered, key=lambda c: c.teacher is not None)
+
+
+def _learning_from(cell: Cell, teacher: Cell) -> Cell:
+    """`cell` with its teacher's identity in its settings (and so in its key)."""
+    identity = {"key": teacher.key, "backbone": teacher.settings["backbone"], "strategy": teacher.settings["strategy"]}
+    settings = {**cell.settings, "teacher": identity}
+    reason = cell.skip_reason
+    if reason is None and teacher.skip_reason:
+        reason = f"teacher cell is skipped: {teacher.skip_reason}"
+    return replace(cell, key=settings_key(settings), settings=settings, teacher=teacher.key, skip_reason=reason)
 
 
 def _cell(
@@ -89,26 +155,44 @@ def _cell(
     task: TaskSpec,
     backbone: BackboneSpec,
     strategy: StrategySpec,
+    variant: Variant,
     seed: int,
     pretrain_keys: dict[str, str],
 ) -> Cell:
-    strategy_obj = registry.create("strategy", strategy.name, strategy.options)
+    strategy_obj = registry.create("strategy", strategy.name, variant.options)
     backbone_obj = registry.create("backbone", backbone.name)
     task_obj = registry.create("task", task.kind, task.options)
     weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys)
-    training: Training = suite.training_for(task, strategy)
+    training = variant.training
+    strategy_settings = {
+        "name": strategy.name,
+        "options": dict(variant.options),
+        "batchnorm": strategy_obj.batchnorm_policy(),
+    }
+    ref = strategy_obj.teacher()
+    if ref is not None and ref.checkpoint is not None:
+        strategy_settings["teacher_checkpoint"] = _file_identity(ref.checkpoint)
     settings = {
         "version": SETTINGS_VERSION,
         "task": task_settings(task_obj, task.dataset, task.options, task.metric),
         "backbone": {"name": backbone.name, "weights": weights},
-        "strategy": {"name": strategy.name, "options": dict(strategy.options)},
+        "strategy": strategy_settings,
         "training": training.model_dump(),
         "seed": seed,
     }
     reason = task_obj.check(backbone_obj) or strategy_obj.check(task.kind)
     if reason is None and training.batch_size < task_obj.min_train_batch():
         reason = f"{task.kind} needs training.batch_size >= {task_obj.min_train_batch()}"
-    return Cell(settings_key(settings), task.name, backbone.id, strategy.id, seed, settings, reason, pretrain)
+    return Cell(
+        settings_key(settings), task.name, backbone.id, strategy.id, seed, settings, reason, pretrain, variant.setting
+    )
+
+
+def _file_identity(text: str) -> str:
+    """A file as it goes into a cell key: its path and a hash of its content."""
+    path = Path(text).expanduser()  # relative paths: to the working directory, like `output`
+    digest = file_digest(path) if path.is_file() else "missing"
+    return f"file:{path}#{digest}"
 
 
 def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str]) -> tuple[str, str | None]:
@@ -118,9 +202,7 @@ def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str
         return "none", None
     if source.kind == "pretrain":
         return f"pretrain:{source.value}@{pretrain_keys[source.value]}", source.value
-    path = Path(source.value).expanduser()  # relative paths: to the working directory, like `output`
-    digest = file_digest(path) if path.is_file() else "missing"
-    return f"file:{path}#{digest}", None
+    return _file_identity(source.value), None
 
 
 def _excluded(suite: Suite, task: TaskSpec, backbone: BackboneSpec, strategy: StrategySpec) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -176,32 +177,100 @@ class Dataset(Component):
 
 
 class ParamGroup(dict):
-    """An optimizer parameter group: `params`, `lr_scale` (times the base lr) and a `name`."""
+    """An optimizer parameter group: `params`, `lr_scale` (times the base lr), a `name`, and
+    optionally `weight_decay` (absolute, in place of the suite's).
+
+    A group may hold parameters that are frozen now and unfrozen later (gradual unfreezing):
+    the optimizer skips a parameter while it has no gradient.
+    """
+
+
+BatchNormPolicy = Literal["train", "frozen_parts", "freeze"]
+
+
+class StrategyOptions(Options):
+    """Options every strategy has; a strategy's own `Options` should subclass this."""
+
+    #: BatchNorm running statistics: update them everywhere (`train`), keep them fixed in
+    #: BatchNorm layers whose affine parameters do not train (`frozen_parts`), or keep them
+    #: fixed everywhere (`freeze`). Default: the strategy's `default_batchnorm`.
+    batchnorm: BatchNormPolicy | None = None
+
+
+@dataclass(frozen=True)
+class TeacherRef:
+    """The trained model a strategy learns from (distillation).
+
+    `backbone` and `strategy` are labels of this suite: the teacher is that cell on the same
+    task and seed. With `checkpoint`, the teacher is instead `backbone` (a registered backbone
+    name) with the task-model weights in that file.
+    """
+
+    backbone: str
+    strategy: str = "full"
+    checkpoint: str | None = None
+
+
+@dataclass
+class TrainingContext:
+    """What a strategy may want to know about the cell it trains; set before `prepare`."""
+
+    task: Task
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int
+    #: the teacher model (eval mode, on `device`) when `teacher()` asked for one
+    teacher: TaskModel | None = None
 
 
 class Strategy(Component):
-    """Decides what trains and how: which parameters, at which learning rates, in which mode."""
+    """Decides what trains and how: which parameters, at which learning rates, in which mode.
+
+    The runner calls, in order: `prepare` once; then for each epoch `on_epoch_start`,
+    `model.train()`, `train_mode`; for each step `on_step_start`, the task loss plus
+    `extra_loss`, the optimizer step.
+    """
+
+    Options: ClassVar[type[BaseModel]] = StrategyOptions
+    options: StrategyOptions
 
     #: True when the strategy ignores pretrained weights and starts from random ones.
     from_scratch: ClassVar[bool] = False
+    #: the BatchNorm policy when the suite does not set `batchnorm`
+    default_batchnorm: ClassVar[BatchNormPolicy] = "train"
+
+    context: TrainingContext | None = None
 
     def check(self, task_kind: str) -> str | None:
         """Why this strategy cannot run on `task_kind`, or None when it can."""
         return None
 
+    def teacher(self) -> TeacherRef | None:
+        """The trained model this strategy learns from, if any; the runner provides it as `context.teacher`."""
+        return None
+
     @abstractmethod
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        """Set `requires_grad` on the model and return the optimizer's parameter groups."""
+        """Set `requires_grad` (and wrap modules if need be); return the optimizer's parameter groups."""
         ...
 
+    def batchnorm_policy(self) -> BatchNormPolicy:
+        return self.options.batchnorm or self.default_batchnorm
+
     def train_mode(self, model: TaskModel) -> None:
-        """Called after `model.train()`: e.g. keep frozen BatchNorm statistics frozen."""
+        """Called after `model.train()`: applies the BatchNorm policy. Call it again after unfreezing."""
+        from harness.freezing import apply_batchnorm_policy
+
+        apply_batchnorm_policy(model, self.batchnorm_policy())
 
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
-        """Called before each epoch (0-based)."""
+        """Called before each epoch (0-based), before `model.train()`."""
+
+    def on_step_start(self, model: TaskModel, step: int) -> None:
+        """Called before each optimizer step (0-based, counted over the whole run)."""
 
     def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
-        """A term added to the task loss (e.g. a regulariser), or None."""
+        """A term added to the task loss of the step just computed (e.g. a regulariser), or None."""
         return None
 
 

@@ -1,10 +1,12 @@
-"""Helpers strategies use to decide what trains."""
+"""Helpers strategies use to decide what trains, at which learning rate, with which BatchNorm statistics."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
-from harness.components import ParamGroup, TaskModel
+from harness.components import BatchNormPolicy, ParamGroup, TaskModel
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -21,9 +23,45 @@ def freeze_batchnorm_stats(module: nn.Module) -> None:
             m.eval()
 
 
+def apply_batchnorm_policy(model: nn.Module, policy: BatchNormPolicy) -> None:
+    """Set each BatchNorm's mode in a model that is training.
+
+    `frozen_parts` fixes the statistics of BatchNorm layers whose affine parameters do not
+    train: their features are meant to stay as pretrained. BatchNorm without affine
+    parameters keeps training its statistics there.
+    """
+    for m in model.modules():
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm):
+            continue
+        params = list(m.parameters(recurse=False))
+        if policy == "freeze":
+            frozen = True
+        elif policy == "frozen_parts":
+            frozen = bool(params) and not any(p.requires_grad for p in params)
+        else:
+            frozen = False
+        m.train(model.training and not frozen)
+
+
 def backbone_and_head_groups(model: TaskModel, head_lr_scale: float = 1.0) -> list[ParamGroup]:
     """Two optimizer groups, the pretrained backbone and the new parts."""
     return [
         ParamGroup(params=list(model.backbone.parameters()), lr_scale=1.0, name="backbone"),
         ParamGroup(params=list(model.head.parameters()), lr_scale=head_lr_scale, name="head"),
     ]
+
+
+def stage_groups(model: TaskModel, scales: Iterable[float], head_lr_scale: float = 1.0) -> list[ParamGroup]:
+    """One optimizer group per backbone stage (input to output, at `scales`) plus one for the new parts."""
+    groups = [
+        ParamGroup(params=list(stage.parameters()), lr_scale=scale, name=f"stage{i}")
+        for i, (stage, scale) in enumerate(zip(model.backbone.stages, scales, strict=True))
+    ]
+    return [*groups, ParamGroup(params=list(model.head.parameters()), lr_scale=head_lr_scale, name="head")]
+
+
+def check_stage_count(model: TaskModel, count: int, option: str) -> None:
+    """Fail clearly when an option names more stages than the backbone has."""
+    stages = len(model.backbone.stages)
+    if count > stages:
+        raise ValueError(f"{option} = {count}, but the backbone has {stages} stages")

@@ -33,6 +33,13 @@ BUILTIN_PLUGINS = (
     "bench_plugins.strategies.full",
     "bench_plugins.strategies.linear_probe",
     "bench_plugins.strategies.scratch",
+    "bench_plugins.strategies.partial",
+    "bench_plugins.strategies.discriminative_lr",
+    "bench_plugins.strategies.gradual_unfreeze",
+    "bench_plugins.strategies.bitfit",
+    "bench_plugins.strategies.lora",
+    "bench_plugins.strategies.l2sp",
+    "bench_plugins.strategies.distill",
     "bench_plugins.executors.sequential",
     "bench_plugins.reporters.tables",
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import time
 import traceback
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from harness.cell import Cell, plan_cells, pretrain_cell
-from harness.components import BackboneModule, TaskModel
+from harness.components import BackboneModule, Strategy, Task, TaskModel, TrainingContext
 from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
 from harness.devices import DeviceSetup, resolve_device, set_threads
 from harness.errors import BenchError, Diverged, Unsupported
@@ -26,7 +25,7 @@ from harness.result import CellResult
 from harness.store import Store, write_atomically
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
-from harness.weights import load_into, parse_weights, read_checkpoint
+from harness.weights import first_mismatch, load_into, parse_weights, read_checkpoint
 
 
 def _now() -> str:
@@ -90,7 +89,6 @@ def _train(
     _load_weights(backbone_plugin, backbone, settings["backbone"]["weights"], store)
     model = task.build_model(backbone, len(classes)).to(setup.device)
     strategy = registry.create("strategy", settings["strategy"]["name"], settings["strategy"]["options"])
-    groups = strategy.prepare(model)
 
     workers = training.num_workers
     train_loader = make_loader(
@@ -102,10 +100,16 @@ def _train(
     if len(train_loader) == 0:
         raise BenchError("the training split is empty")
 
+    total_steps = step_budget(training, len(train_loader))[0]
+    teacher = _teacher(cell, registry, task, len(classes), store, setup.device)
+    strategy.context = TrainingContext(task, setup.device, len(train_loader), total_steps, teacher)
+    groups = strategy.prepare(model)
+    trained = {id(p) for p in model.parameters() if p.requires_grad}
+
     cost = result.cost
     cost.trainable_params, cost.total_params = count_parameters(model)
     cost.device, cost.device_name = str(setup.device), setup.name
-    cost.flops_per_sample = _count_flops(model, task, train_loader, setup)
+    cost.flops_per_sample = _count_flops(model, task, strategy, train_loader, setup)
 
     observer.cell_started(cell, step_budget(training, len(train_loader))[1])
     reset_peak_memory(setup)
@@ -120,8 +124,46 @@ def _train(
     cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
     cost.samples_per_second = outcome.samples / outcome.train_seconds if outcome.train_seconds else 0.0
     result.curve, result.best = outcome.curve, outcome.best
+    # parameters unfrozen during training (gradual unfreezing) count as trainable too
+    trained |= {id(p) for p in model.parameters() if p.requires_grad}
+    cost.trainable_params = sum(p.numel() for p in model.parameters() if id(p) in trained)
+    if cell.keep_model:
+        _save_state(model, store.model_path(cell.key))
     if on_trained is not None:
         on_trained(model)
+
+
+def _teacher(
+    cell: Cell, registry: Registry, task: Task, num_classes: int, store: Store, device: torch.device
+) -> TaskModel | None:
+    """The trained model a distillation cell learns from: another cell's, or a checkpoint's."""
+    wrapping = None
+    if cell.teacher is not None:
+        spec = cell.settings["teacher"]["backbone"]
+        wrapping = cell.settings["teacher"]["strategy"]
+        path = store.model_path(cell.teacher)
+        if not path.is_file():
+            raise BenchError(f"the teacher cell {cell.teacher} has no saved model ({path})")
+    elif "teacher_checkpoint" in cell.settings["strategy"]:
+        spec = {"name": cell.settings["strategy"]["options"]["teacher_backbone"]}
+        path = Path(parse_weights(cell.settings["strategy"]["teacher_checkpoint"].split("#", 1)[0]).value)
+    else:
+        return None
+    teacher = task.build_model(registry.create("backbone", spec["name"]).build(task.output_stride()), num_classes)
+    if wrapping is not None:  # the teacher's strategy may have wrapped modules (LoRA): wrap the same way
+        registry.create("strategy", wrapping["name"], wrapping["options"]).prepare(teacher)
+    try:
+        teacher.load_state_dict(read_checkpoint(path))
+    except RuntimeError as exc:
+        raise BenchError(f"{path} is not a {spec['name']} {task.name} model: {first_mismatch(exc)}") from None
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def _save_state(model: torch.nn.Module, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    write_atomically(path, buffer.getvalue())
 
 
 def _load_weights(plugin: object, module: BackboneModule, weights: str, store: Store) -> None:
@@ -136,14 +178,28 @@ def _load_weights(plugin: object, module: BackboneModule, weights: str, store: S
 
 
 def _count_flops(
-    model: TaskModel, task: object, loader: torch.utils.data.DataLoader, setup: DeviceSetup
+    model: TaskModel, task: Task, strategy: Strategy, loader: torch.utils.data.DataLoader, setup: DeviceSetup
 ) -> float | None:
-    """FLOPs of one training step on a copy of the model, so BatchNorm statistics stay untouched."""
-    batch = task.to_device(next(iter(loader)), setup.device)  # type: ignore[attr-defined]
-    probe = copy.deepcopy(model)
-    probe.train()
-    with setup.autocast():
-        return flops_per_sample(lambda: task.loss(probe, batch), task.batch_size(batch))  # type: ignore[attr-defined]
+    """FLOPs of one training step, strategy terms (e.g. a teacher's forward) included.
+
+    Counted on the model itself, whose state (BatchNorm statistics) is restored afterwards.
+    """
+    batch = task.to_device(next(iter(loader)), setup.device)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    strategy.train_mode(model)
+
+    def step() -> torch.Tensor:
+        with setup.autocast():
+            loss = task.loss(model, batch)
+            extra = strategy.extra_loss(model)
+        return loss if extra is None else loss + extra
+
+    try:
+        return flops_per_sample(step, task.batch_size(batch))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(state)
 
 
 # --- suites --------------------------------------------------------------------------------
@@ -183,7 +239,7 @@ def run_suite(
             "started_at": _now(),
         }
     )
-    todo = cells if fresh else [c for c in cells if not store.is_done(c.key)]
+    todo = cells if fresh else [c for c in cells if not _done(c, store)]
     summary = RunSummary(store.root, len(cells), len(cells) - len(todo))
     observer.suite_started(len(cells), summary.reused)
 
@@ -218,6 +274,11 @@ def run_suite(
     return summary
 
 
+def _done(cell: Cell, store: Store) -> bool:
+    """Finished `ok`, with its trained model saved when another cell learns from it."""
+    return store.is_done(cell.key) and (not cell.keep_model or store.model_path(cell.key).is_file())
+
+
 def _ensure_pretrained(
     cell: Cell, suite: Suite, registry: Registry, store: Store, observer: Observer, fresh: bool
 ) -> str | None:
@@ -229,9 +290,7 @@ def _ensure_pretrained(
     observer.message(f"pretraining {cell.task.removeprefix('pretrain:')!r} ({cell.backbone})")
 
     def save(model: TaskModel) -> None:
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}, buffer)
-        write_atomically(checkpoint, buffer.getvalue())
+        _save_state(model.backbone, checkpoint)
 
     result = run_cell(cell, registry, suite.device, store, observer, on_trained=save)
     store.save_pretrain(result)

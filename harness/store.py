@@ -48,6 +48,7 @@ class Store:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.pretrain_dir = self.root / "pretrain"
+        self.models_dir = self.root / "models"
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
@@ -86,6 +87,10 @@ class Store:
     # pretraining checkpoints
     def checkpoint_path(self, key: str) -> Path:
         return self.pretrain_dir / f"{key}.pt"
+
+    def model_path(self, key: str) -> Path:
+        """A cell's trained task model, kept when another cell learns from it."""
+        return self.models_dir / f"{key}.pt"
 
     def save_pretrain(self, result: CellResult) -> None:
         write_json(self.pretrain_dir / f"{result.key}.json", result.to_json())

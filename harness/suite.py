@@ -77,6 +77,8 @@ class TaskSpec(Strict):
     metric: str | None = Field(None, description="metric to rank by; default: the task's first")
     options: dict[str, Any] = {}
     training: TrainingOverrides = TrainingOverrides()
+    #: training settings given as lists (filled from `training` when the file is read)
+    training_sweep: dict[str, list[Any]] = {}
 
 
 class BackboneSpec(Strict):
@@ -94,6 +96,7 @@ class StrategySpec(Strict):
     label: str | None = None
     options: dict[str, Any] = {}
     training: TrainingOverrides = TrainingOverrides()
+    training_sweep: dict[str, list[Any]] = {}
 
     @property
     def id(self) -> str:
@@ -132,6 +135,7 @@ class Suite(Strict):
     device: str = "auto"
     executor: str = "sequential"
     training: Training = Training()
+    training_sweep: dict[str, list[Any]] = {}
     pretrain: list[PretrainSpec] = []
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
     backbones: Annotated[list[BackboneSpec], Field(min_length=1)]
@@ -163,6 +167,19 @@ class Suite(Strict):
         """Suite defaults, overridden by the task's settings, then by the strategy's."""
         return self.training.override(task.training).override(strategy.training)
 
+    def training_axes(self, task: TaskSpec, strategy: StrategySpec) -> dict[str, list[Any]]:
+        """The swept training settings of a task x strategy; a more specific level wins, list or not."""
+        axes: dict[str, list[Any]] = {}
+        for fixed, sweep in (
+            (set(), self.training_sweep),
+            (task.training.model_fields_set, task.training_sweep),
+            (strategy.training.model_fields_set, strategy.training_sweep),
+        ):
+            for key in fixed:
+                axes.pop(key, None)
+            axes.update(sweep)
+        return axes
+
 
 def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
     """Read and fully validate a suite file; raises `SuiteError` naming file and key."""
@@ -177,6 +194,7 @@ def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
 
 
 def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Registry | None = None) -> Suite:
+    data = _split_training_sweeps(data, source)
     try:
         suite = Suite.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -187,6 +205,61 @@ def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Regist
         registry = default_registry()
     check_names(suite, registry)
     return suite
+
+
+def _split_training_sweeps(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Move list-valued training settings into `training_sweep`, each value validated on its own."""
+    data = dict(data)
+    owners: list[tuple[dict[str, Any], str]] = [(data, "")]
+    for table in ("tasks", "strategies"):
+        if isinstance(data.get(table), list):
+            data[table] = [dict(item) if isinstance(item, dict) else item for item in data[table]]
+            owners += [(item, f"{table}[{i}].") for i, item in enumerate(data[table]) if isinstance(item, dict)]
+    for owner, prefix in owners:
+        training = owner.get("training")
+        if not isinstance(training, dict):
+            continue
+        sweep = {key: value for key, value in training.items() if isinstance(value, list)}
+        for key, values in sweep.items():
+            where = f"{prefix}training.{key}"
+            if not values:
+                raise SuiteError(f"{source}: {where}: a sweep needs at least one value")
+            for i, value in enumerate(values):
+                try:
+                    TrainingOverrides.model_validate({key: value})
+                except ValidationError as exc:
+                    raise SuiteError(f"{source}: {where}[{i}]: {_problem(exc, TrainingOverrides)}") from None
+        if sweep:
+            owner["training"] = {k: v for k, v in training.items() if k not in sweep}
+            owner["training_sweep"] = sweep
+    return data
+
+
+def option_axes(options: type[BaseModel], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Split a component's options into fixed values and swept ones.
+
+    A list is a sweep unless the option itself takes a list; then a list of lists is.
+    """
+    fixed, axes = {}, {}
+    for key, value in values.items():
+        field = options.model_fields.get(key)
+        takes_list = field is not None and _accepts_list(field.annotation)
+        if isinstance(value, list) and value and (not takes_list or all(isinstance(v, list) for v in value)):
+            axes[key] = value
+        else:
+            fixed[key] = value
+    return fixed, axes
+
+
+def _accepts_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return True
+    if origin is Annotated:
+        return _accepts_list(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts_list(a) for a in typing.get_args(annotation))
+    return False
 
 
 def with_overrides(suite: Suite, **values: Any) -> Suite:
@@ -200,6 +273,10 @@ def with_overrides(suite: Suite, **values: Any) -> Suite:
         raise SuiteError(f"command line: {_describe(exc, Suite)}") from None
 
 
+#: fields filled by the loader, not written in suite files
+INTERNAL_FIELDS = ("source", "training_sweep")
+
+
 def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
     """The first validation error as 'key.path: what is wrong (what is allowed)'."""
     error = exc.errors()[0]
@@ -207,7 +284,7 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
     where = prefix + _key_path(loc)
     if error["type"] == "extra_forbidden":
         parent = _model_at(root, loc[:-1])
-        allowed = ", ".join(f for f in parent.model_fields if f != "source") if parent else "?"
+        allowed = ", ".join(f for f in parent.model_fields if f not in INTERNAL_FIELDS) if parent else "?"
         message = f"{where}: unknown key; allowed: {allowed}"
     elif error["type"] == "missing":
         message = f"{where}: required key is missing"
@@ -215,6 +292,11 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
         message = f"{where}: {error['msg']} (got {error.get('input')!r})"
     more = len(exc.errors()) - 1
     return message + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+
+
+def _problem(exc: ValidationError, root: type[BaseModel]) -> str:
+    """What `_describe` says, without the key path (for callers that name the key themselves)."""
+    return _describe(exc, root).split(": ", 1)[1]
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -259,12 +341,19 @@ def check_names(suite: Suite, registry: Registry) -> None:
         if name not in registry.components[kind]:
             fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(registry.names(kind))}")
 
-    def options(kind: str, name: str, values: dict[str, Any], key: str) -> None:
+    def options(kind: str, name: str, values: dict[str, Any], key: str, sweeps: bool = False) -> None:
         cls = registry.get(kind, name)
+        fixed, axes = option_axes(cls.Options, values) if sweeps else (values, {})
         try:
-            cls.Options.model_validate(values)
+            cls.Options.model_validate({**fixed, **{k: v[0] for k, v in axes.items()}})
         except ValidationError as exc:
             raise SuiteError(f"{src}: {_describe(exc, cls.Options, prefix=key + '.')}") from None
+        for option, choices in axes.items():
+            for i, choice in enumerate(choices):
+                try:
+                    cls.Options.model_validate({**fixed, option: choice})
+                except ValidationError as exc:
+                    raise SuiteError(f"{src}: {key}.{option}[{i}]: {_problem(exc, cls.Options)}") from None
 
     known("executor", suite.executor, "executor")
     _unique([s.id for s in suite.strategies], "strategies", "label", fail)
@@ -309,7 +398,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
     for i, s in enumerate(suite.strategies):
         key = f"strategies[{i}]"
         known("strategy", s.name, f"{key}.name")
-        options("strategy", s.name, s.options, f"{key}.options")
+        options("strategy", s.name, s.options, f"{key}.options", sweeps=True)
+    _check_teachers(suite, registry, fail)
     labels = {
         "task": [t.name for t in suite.tasks],
         "backbone": [b.id for b in suite.backbones],
@@ -322,6 +412,36 @@ def check_names(suite: Suite, registry: Registry) -> None:
             value = getattr(ex, field)
             if value is not None and value not in names:
                 fail(f"exclude[{i}].{field}", f"unknown {field} {value!r}; allowed: {', '.join(names)}")
+
+
+def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:
+    cls = registry.get("strategy", spec.name)
+    fixed, axes = option_axes(cls.Options, spec.options)
+    return cls({**fixed, **{k: v[0] for k, v in axes.items()}}).teacher()  # type: ignore[attr-defined]
+
+
+def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:
+    """A teacher is a strategy x backbone of this suite that learns from no teacher itself, or a checkpoint."""
+    strategies = {s.id: s for s in suite.strategies}
+    backbones = [b.id for b in suite.backbones]
+    for i, spec in enumerate(suite.strategies):
+        ref = _teacher_of(spec, registry)
+        if ref is None:
+            continue
+        key = f"strategies[{i}].options"
+        if ref.checkpoint is not None:
+            if ref.backbone not in registry.components["backbone"]:
+                allowed = ", ".join(registry.names("backbone"))
+                fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {allowed}")
+            if not Path(ref.checkpoint).expanduser().is_file():
+                fail(f"{key}.teacher_checkpoint", f"no such file: {ref.checkpoint}")
+            continue
+        if ref.backbone not in backbones:
+            fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {', '.join(backbones)}")
+        if ref.strategy not in strategies:
+            fail(f"{key}.teacher_strategy", f"unknown strategy {ref.strategy!r}; allowed: {', '.join(strategies)}")
+        if _teacher_of(strategies[ref.strategy], registry) is not None:
+            fail(f"{key}.teacher_strategy", f"{ref.strategy!r} learns from a teacher itself; pick one that does not")
 
 
 def _unique(values: list[str], table: str, field: str, fail: Any) -> None:

@@ -63,17 +63,32 @@ def make_loader(
     )
 
 
-def build_optimizer(groups: Sequence[ParamGroup], training: Training) -> torch.optim.Optimizer:
-    param_groups = []
+def build_optimizer(
+    groups: Sequence[ParamGroup], training: Training, model: torch.nn.Module | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer over a strategy's groups, each at `lr * lr_scale`.
+
+    Frozen parameters stay in their group (they get no gradient, so no update and no weight
+    decay) so that a strategy can unfreeze them later at the group's learning rate.
+    """
+    param_groups: list[dict[str, Any]] = []
+    seen: set[int] = set()
     for group in groups:
-        params = [p for p in group["params"] if p.requires_grad]
+        params = [p for p in group["params"] if id(p) not in seen]
+        seen.update(id(p) for p in params)
         if params:
             scale = float(group.get("lr_scale", 1.0))
+            decay = float(group.get("weight_decay", training.weight_decay))
+            name = group.get("name", "")
             param_groups.append(
-                {"params": params, "lr": training.lr * scale, "lr_scale": scale, "name": group.get("name", "")}
+                {"params": params, "lr": training.lr * scale, "lr_scale": scale, "weight_decay": decay, "name": name}
             )
-    if not param_groups:
+    if not any(p.requires_grad for g in param_groups for p in g["params"]):
         raise ValueError("the strategy left no parameter to train")
+    if model is not None:
+        outside = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+        if outside:
+            raise ValueError(f"trainable parameters outside the strategy's groups: {', '.join(outside[:3])}")
     if training.optimizer == "adamw":
         return torch.optim.AdamW(param_groups, lr=training.lr, weight_decay=training.weight_decay)
     return torch.optim.SGD(param_groups, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay)
@@ -138,7 +153,7 @@ def fit(
     steps_per_epoch = len(train_loader)
     total, epochs = step_budget(training, steps_per_epoch)
     warmup = int(training.warmup_fraction * total)
-    optimizer = build_optimizer(groups, training)
+    optimizer = build_optimizer(groups, training, model)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, training.schedule))
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
@@ -158,6 +173,7 @@ def fit(
             for batch in train_loader:
                 if step >= total:
                     break
+                strategy.on_step_start(model, step)
                 batch = task.to_device(batch, setup.device)
                 with setup.autocast():
                     loss = task.loss(model, batch)

@@ -5,21 +5,19 @@ parts are the whole FPN + RPN + RoI heads or the ASPP head, trained on frozen fe
 """
 
 from harness import ParamGroup, Strategy, TaskModel, hookimpl
-from harness.freezing import freeze_batchnorm_stats, set_trainable
+from harness.freezing import set_trainable
 
 
 class LinearProbe(Strategy):
     """Freeze the backbone and its BatchNorm statistics; train only the new parts."""
 
     name = "linear_probe"
+    default_batchnorm = "frozen_parts"
 
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
         set_trainable(model.backbone, False)
         set_trainable(model.head, True)
         return [ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head")]
-
-    def train_mode(self, model: TaskModel) -> None:
-        freeze_batchnorm_stats(model.backbone)
 
 
 @hookimpl

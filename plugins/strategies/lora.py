@@ -1,0 +1,100 @@
+"""`lora`: low-rank adapters on the backbone's convolutions and linear layers (via peft); the backbone stays frozen.
+
+LoRA (Hu et al., 2022) adds `W + (alpha / rank) * B A` beside each targeted layer, with B
+starting at zero so training starts from the pretrained function. Adapters and new parts
+train; the trainable-parameter count is the adapters' plus the new parts'.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Annotated, Literal
+
+from pydantic import Field
+from torch import nn
+
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
+from harness.freezing import check_stage_count, set_trainable
+
+
+class LoRAOptions(StrategyOptions):
+    rank: Annotated[int, Field(ge=1, le=1024)] = 8
+    alpha: Annotated[int, Field(ge=1)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    #: layer types that get adapters
+    layers: list[Literal["conv", "linear"]] = ["conv", "linear"]
+    #: only layers whose name (inside the backbone, e.g. `stages.4.0.conv2`) matches this regex
+    pattern: str | None = None
+    #: only the last k stages get adapters (default: all)
+    last_stages: Annotated[int, Field(ge=1)] | None = None
+
+
+class LoRA(Strategy):
+    """Freeze the backbone, add trainable low-rank adapters to its conv and linear layers; new parts train."""
+
+    name = "lora"
+    Options = LoRAOptions
+    options: LoRAOptions
+    default_batchnorm = "frozen_parts"
+
+    def targets(self, model: TaskModel) -> list[str]:
+        """Names (inside the model) of the layers that get adapters."""
+        stages = model.backbone.stages
+        first = 0
+        if self.options.last_stages is not None:
+            check_stage_count(model, self.options.last_stages, "last_stages")
+            first = len(stages) - self.options.last_stages
+        types: tuple[type[nn.Module], ...] = tuple(
+            {"conv": nn.Conv2d, "linear": nn.Linear}[layer] for layer in self.options.layers
+        )
+        found = []
+        for i, stage in enumerate(stages):
+            if i < first:
+                continue
+            for name, module in stage.named_modules():
+                local = f"stages.{i}.{name}"
+                if not isinstance(module, types):
+                    continue
+                if self.options.pattern and not re.search(self.options.pattern, local):
+                    continue
+                if isinstance(module, nn.Conv2d) and module.groups > 1:
+                    continue  # depthwise convolutions: few weights, and peft needs rank divisible by groups
+                found.append(f"backbone.{local}")
+        if not found:
+            raise ValueError("no backbone layer matches the LoRA targets")
+        return found
+
+    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+        from peft import LoraConfig, inject_adapter_in_model  # imported here: peft loads slowly
+
+        targets = self.targets(model)
+        config = LoraConfig(
+            r=self.options.rank,
+            lora_alpha=self.options.alpha,
+            lora_dropout=self.options.dropout,
+            target_modules=targets,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inject_adapter_in_model(config, model)
+        adapters = []
+        for name, module in model.named_modules():
+            if name in targets:
+                for adapter in module.lora_A.values():  # type: ignore[union-attr]
+                    if isinstance(adapter, nn.Conv2d):  # peft builds A without the layer's dilation
+                        adapter.dilation = module.base_layer.dilation  # type: ignore[union-attr]
+                adapters += [p for n, p in module.named_parameters() if "lora_" in n]
+        set_trainable(model, False)
+        set_trainable(model.head, True)
+        for parameter in adapters:
+            parameter.requires_grad_(True)
+        return [
+            ParamGroup(params=adapters, lr_scale=1.0, name="adapters"),
+            ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head"),
+        ]
+
+
+@hookimpl
+def bench_strategies() -> list[type[Strategy]]:
+    return [LoRA]
