@@ -142,6 +142,9 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="Strategy to measure gains against.")] = None,
     metric: Annotated[str | None, typer.Option(help="Metric to report (default: the suite's).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    all_settings: Annotated[
+        bool, typer.Option("--all-settings", help="Show every swept setting, not only the one selected on validation.")
+    ] = False,
 ) -> None:
     """Print the report of a results directory: per task, metric, gain over baseline, cost, ROI."""
     from harness.registry import default_registry
@@ -150,7 +153,8 @@ def report(
     registry = default_registry()
     if format not in registry.components["reporter"]:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(registry.names('reporter'))}")
-    text = registry.create("reporter", format).render(build_report(results, baseline=baseline, metric=metric))
+    built = build_report(results, baseline=baseline, metric=metric, all_settings=all_settings)
+    text = registry.create("reporter", format).render(built)
     if output:
         output.write_text(text)
         stderr.print(f"wrote {output}")

@@ -48,8 +48,14 @@ class Report:
         return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def build_report(path: str | Path, baseline: str | None = None, metric: str | None = None) -> Report:
-    """Read a results directory and compute every table of the report."""
+def build_report(
+    path: str | Path, baseline: str | None = None, metric: str | None = None, all_settings: bool = False
+) -> Report:
+    """Read a results directory and compute every table of the report.
+
+    A strategy swept over several settings is shown at the one with the best validation score
+    (or at every setting, with `all_settings`); the test split never takes part in the choice.
+    """
     frame = load_results(path)
     if frame.empty:
         raise BenchError(f"{path}: no results yet")
@@ -61,8 +67,20 @@ def build_report(path: str | Path, baseline: str | None = None, metric: str | No
     reported = [c.removeprefix("metric.") for c in frame.columns if c.startswith("metric.")]
     if metric is not None and metric not in reported:
         raise BenchError(f"--metric: no task reports {metric!r}; allowed: {', '.join(reported)}")
-    tables = [_task_table(str(task), rows, baseline, metric) for task, rows in frame.groupby("task", sort=False)]
+    tables = [
+        _task_table(str(task), rows, baseline, metric, all_settings) for task, rows in frame.groupby("task", sort=False)
+    ]
     return Report(str(path), tables)
+
+
+def _select_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """Mark, per backbone x strategy, the setting with the best mean validation score."""
+    table = table.assign(selected=False)
+    for _, part in table.groupby(["backbone", "strategy"], sort=False):
+        scored = part["val_mean"].dropna()
+        best = scored.idxmax() if len(scored) else part.index[0]
+        table.loc[best, "selected"] = True
+    return table
 
 
 def _status_text(statuses: pd.Series, reasons: pd.Series) -> str:
@@ -74,18 +92,23 @@ def _status_text(statuses: pd.Series, reasons: pd.Series) -> str:
     return ", ".join(parts) + (f": {reason}" if reason else "")
 
 
-def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, metric: str | None) -> TaskTable:
+def _task_table(
+    task: str, rows: pd.DataFrame, baseline: str | None, metric: str | None, all_settings: bool
+) -> TaskTable:
     kind = str(rows["task_kind"].iloc[0])
     if metric is None or rows.get(f"metric.{metric}", pd.Series(dtype=float)).isna().all():
         metric = str(rows["metric"].iloc[0])  # the suite's metric for tasks that do not report the one asked for
-    column = f"metric.{metric}"
+    column, val_column = f"metric.{metric}", f"val.{metric}"
     notes = []
-    if column not in rows:
-        rows = rows.assign(**{column: float("nan")})
+    for name in (column, val_column):
+        if name not in rows:
+            rows = rows.assign(**{name: float("nan")})
+    if "setting" not in rows:
+        rows = rows.assign(setting="")
     ok = rows[rows["status"] == "ok"]
     groups = []
-    for (backbone, strategy), group in rows.groupby(["backbone", "strategy"], sort=False):
-        good = ok[(ok["backbone"] == backbone) & (ok["strategy"] == strategy)]
+    for (backbone, strategy, setting), group in rows.groupby(["backbone", "strategy", "setting"], sort=False):
+        good = ok[(ok["backbone"] == backbone) & (ok["strategy"] == strategy) & (ok["setting"] == setting)]
         values = good[column].astype(float)
         train_seconds = good["cost.train_seconds"].astype(float).mean()
         trainable = good["cost.trainable_params"].max() if len(good) else float("nan")
@@ -94,9 +117,11 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, metric: str
             {
                 "backbone": backbone,
                 "strategy": strategy,
+                "setting": setting,
                 "n": len(values),
                 "mean": values.mean(),
                 "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                "val_mean": good[val_column].astype(float).mean(),
                 "train_seconds": train_seconds,
                 "train_device_hours": train_seconds / 3600,
                 "samples_per_second": good["cost.samples_per_second"].astype(float).mean(),
@@ -108,14 +133,21 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, metric: str
                 "status": _status_text(group["status"], group["reason"]),
             }
         )
-    table = pd.DataFrame(groups)
+    table = _select_settings(pd.DataFrame(groups))
+    if (table.groupby(["backbone", "strategy"], sort=False).size() > 1).any():
+        notes.append(
+            f"strategies with several settings are shown at the setting with the best validation {metric} "
+            "(final epoch, mean over seeds); the test split plays no part in the choice"
+        )
+    if not all_settings:
+        table = table[table["selected"]].reset_index(drop=True)
     table["gain"] = float("nan")
     if baseline is None:
         notes.append("no baseline strategy set: gains and ROI are not computed")
     else:
         for backbone_key, part in table.groupby("backbone", sort=False):
             backbone = str(backbone_key)
-            base = part[part["strategy"] == baseline]
+            base = part[(part["strategy"] == baseline) & part["selected"]]
             if base.empty or pd.isna(base["mean"].iloc[0]):
                 notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")
                 continue

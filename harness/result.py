@@ -40,6 +40,8 @@ class CellResult:
     strategy: str
     seed: int
     settings: dict[str, Any]
+    #: the swept values of this cell ("" without sweeps)
+    setting: str = ""
     #: final test metrics
     metrics: dict[str, float] = field(default_factory=dict)
     #: best validation value of the ranking metric and its epoch
@@ -56,7 +58,8 @@ class CellResult:
     @classmethod
     def for_cell(cls, cell: Cell, status: Status, **fields: Any) -> CellResult:
         """A result carrying the cell's key, labels and settings."""
-        return cls(cell.key, status, cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, **fields)
+        labels = (cell.key, status, cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, cell.setting)
+        return cls(*labels, **fields)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

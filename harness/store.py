@@ -102,7 +102,8 @@ class Store:
 def load_results(path: str | Path) -> pd.DataFrame:
     """Every cell of a results directory as one row: labels, status, metrics, cost, settings.
 
-    Metric columns are ``metric.<name>`` (test split), cost columns ``cost.<field>``.
+    Metric columns are ``metric.<name>`` (test split), ``val.<name>`` (validation split, final
+    epoch: what model selection may use), cost columns ``cost.<field>``.
     Only cells of the suite's latest plan are included when a manifest lists them.
     """
     store = Store(Path(path))
@@ -122,6 +123,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
             "metric": result.settings["task"].get("metric"),
             "backbone": result.backbone,
             "strategy": result.strategy,
+            "setting": result.setting,
+            "batchnorm": result.settings.get("strategy", {}).get("batchnorm"),
             "seed": result.seed,
             "status": result.status,
             "reason": result.reason,
@@ -129,6 +132,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
             "best_val": result.best.get("value"),
         }
         row.update({f"metric.{k}": v for k, v in result.metrics.items()})
+        row.update({f"val.{k}": v for k, v in (result.curve[-1]["val"] if result.curve else {}).items()})
         row.update({f"cost.{k}": v for k, v in vars(result.cost).items()})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -120,6 +120,8 @@ class FitOutcome:
     eval_seconds: float = 0.0
     samples: int = 0
     steps: int = 0
+    #: the optimizer as training left it (its groups, learning rates and state)
+    optimizer: torch.optim.Optimizer | None = None
 
 
 def evaluate(
@@ -159,7 +161,7 @@ def fit(
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     # reading the loss forces a device sync; on CUDA do it every few steps only
     check_every = 10 if setup.is_cuda else 1
-    outcome = FitOutcome()
+    outcome = FitOutcome(optimizer=optimizer)
     step = 0
     for epoch in range(epochs):
         strategy.on_epoch_start(model, epoch)

@@ -10,18 +10,7 @@ import pytest
 import torch
 
 from harness.registry import Registry
-
-TINY_DETECTION = {
-    "min_size": 32,
-    "max_size": 32,
-    "fpn_channels": 16,
-    "representation_size": 32,
-    "anchor_sizes": [8, 16, 32, 64],
-    "proposals_train": 32,
-    "proposals_test": 16,
-    "rpn_sampled": 16,
-    "roi_sampled": 8,
-}
+from harness.testing import TINY_DETECTION
 
 
 def tiny_dataset(**options: Any) -> dict[str, Any]:

@@ -27,9 +27,12 @@ def _count(value: Any) -> str:
 
 
 def markdown_table(table: TaskTable) -> str:
+    rows = table.rows
+    swept = bool(len(rows)) and bool(rows["setting"].astype(bool).any())
     header = [
         "backbone",
         "strategy",
+        *(["setting", f"val {table.metric}"] if swept else []),
         f"{table.metric} (mean ± std, n)",
         "gain",
         "train s",
@@ -40,13 +43,15 @@ def markdown_table(table: TaskTable) -> str:
         "status",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.rows.to_dict("records"):
+    for row in rows.to_dict("records"):
         metric = f"{_num(row['mean'])} ± {_num(row['std'])} ({row['n']})" if row["n"] else "-"
         share = row["trainable_pct"]
         trainable = f"{_count(row['trainable_params'])} ({'-' if math.isnan(share) else f'{share:.3g}'}%)"
+        setting = str(row["setting"]) + (" (selected)" if row["selected"] and not rows["selected"].all() else "")
         cells = [
             row["backbone"],
             row["strategy"],
+            *([setting, _num(row["val_mean"])] if swept else []),
             metric,
             _num(row["gain"], signed=True),
             _num(row["train_seconds"], 1),

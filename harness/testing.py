@@ -1,0 +1,116 @@
+"""Helpers for testing strategies (ours and third parties'): train a tiny model briefly, see what changed.
+
+    from harness.testing import train_briefly
+
+    def test_my_strategy_trains_only_the_head():
+        run = train_briefly(MyStrategy(), "classification")
+        assert run.changed == run.names("head")
+
+The model is a small backbone on the offline `shapes` dataset, wrapped by the task; training
+goes through the harness's own loop (`harness.training.fit`), so the strategy's callbacks are
+called exactly as in a suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.components import Strategy, TaskModel, TrainingContext
+from harness.devices import resolve_device
+from harness.progress import Observer
+from harness.registry import Registry
+from harness.suite import Training
+from harness.training import FitOutcome, fit, make_loader, seed_everything
+
+#: Faster R-CNN small enough for a test: 32 px images, few proposals
+TINY_DETECTION: dict[str, Any] = {
+    "min_size": 32,
+    "max_size": 32,
+    "fpn_channels": 16,
+    "representation_size": 32,
+    "anchor_sizes": [8, 16, 32, 64],
+    "proposals_train": 32,
+    "proposals_test": 16,
+    "rpn_sampled": 16,
+    "roi_sampled": 8,
+}
+TASK_OPTIONS: dict[str, dict[str, Any]] = {"classification": {}, "detection": TINY_DETECTION, "segmentation": {}}
+KINDS = tuple(TASK_OPTIONS)
+
+
+@dataclass
+class BriefRun:
+    """What a short training run did: the model, which parameters and buffers changed, the optimizer."""
+
+    model: TaskModel
+    changed: set[str]
+    changed_buffers: set[str]
+    outcome: FitOutcome
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        assert self.outcome.optimizer is not None
+        return self.outcome.optimizer
+
+    def names(self, prefix: str = "") -> set[str]:
+        """Parameter names of the (possibly wrapped) model starting with `prefix`."""
+        return {n for n, _ in self.model.named_parameters() if n.startswith(prefix)}
+
+    def group_of(self, name: str) -> dict[str, Any]:
+        """The optimizer group holding parameter `name`."""
+        parameter = self.model.get_parameter(name)
+        return next(g for g in self.optimizer.param_groups if any(p is parameter for p in g["params"]))
+
+
+def tiny_model(kind: str, backbone: str = "resnet18", registry: Registry | None = None, seed: int = 0) -> Any:
+    """(task, model, dataset) for `kind`: a randomly initialised backbone wrapped by the task."""
+    registry = registry or Registry(entry_points=False)
+    seed_everything(seed)
+    task = registry.create("task", kind, TASK_OPTIONS[kind])
+    dataset = registry.create("dataset", "shapes", {"image_size": 32, "train": 8, "val": 4, "test": 4})
+    module = registry.create("backbone", backbone).build(task.output_stride())
+    return task, task.build_model(module, len(dataset.class_names(kind))), dataset
+
+
+def train_briefly(
+    strategy: Strategy,
+    kind: str = "classification",
+    *,
+    steps: int = 3,
+    backbone: str = "resnet18",
+    teacher: TaskModel | None = None,
+    registry: Registry | None = None,
+    **training: Any,
+) -> BriefRun:
+    """Prepare `strategy` on a tiny model and train it for `steps` steps on the CPU (SGD, no momentum,
+    no weight decay, constant learning rate 0.1, unless `training` says otherwise)."""
+    settings = Training(
+        **{
+            "epochs": steps,
+            "max_steps": steps,
+            "batch_size": 4,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "schedule": "constant",
+            "warmup_fraction": 0.0,
+            **training,
+        }
+    )
+    task, model, dataset = tiny_model(kind, backbone, registry)
+    setup = resolve_device("cpu", amp=False)
+    train = make_loader(dataset.load(kind, "train"), task, settings.batch_size, setup, 0, train=True)
+    val = make_loader(dataset.load(kind, "val"), task, settings.batch_size, setup, 0, train=False)
+    strategy.context = TrainingContext(task, setup.device, len(train), steps, teacher)
+    groups = strategy.prepare(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    parameters = {n for n, _ in model.named_parameters()}
+    classes = len(dataset.class_names(kind))
+    outcome = fit(model, task, strategy, groups, train, val, settings, setup, task.metrics[0], classes, Observer())
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    return BriefRun(model, changed & parameters, changed - parameters, outcome)
