@@ -116,11 +116,12 @@ def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
     states: dict[str, int] = {}
     reasons: dict[str, list[int]] = {}
     for i, cell in enumerate(cells, 1):
-        state = "skipped" if cell.skip_reason else "done" if store.is_done(cell.key) else "to run"
+        state = "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run"
         states[state] = states.get(state, 0) + 1
         if cell.skip_reason:
             reasons.setdefault(cell.skip_reason, []).append(i)
-        table.add_row(str(i), cell.task, cell.backbone, cell.strategy, str(cell.seed), cell.key[:10], state)
+        strategy = f"{cell.strategy} [{cell.setting}]" if cell.setting else cell.strategy
+        table.add_row(str(i), cell.task, cell.backbone, strategy, str(cell.seed), cell.key[:10], state)
     stdout.print(table)
     for reason, numbers in reasons.items():
         stdout.print(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")

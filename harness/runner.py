@@ -239,7 +239,7 @@ def run_suite(
             "started_at": _now(),
         }
     )
-    todo = cells if fresh else [c for c in cells if not _done(c, store)]
+    todo = cells if fresh else [c for c in cells if not store.is_done(c.key, c.keep_model)]
     summary = RunSummary(store.root, len(cells), len(cells) - len(todo))
     observer.suite_started(len(cells), summary.reused)
 
@@ -272,11 +272,6 @@ def run_suite(
     manifest["finished_at"] = _now()
     store.write_manifest(manifest)
     return summary
-
-
-def _done(cell: Cell, store: Store) -> bool:
-    """Finished `ok`, with its trained model saved when another cell learns from it."""
-    return store.is_done(cell.key) and (not cell.keep_model or store.model_path(cell.key).is_file())
 
 
 def _ensure_pretrained(

@@ -65,9 +65,11 @@ class Store:
         except (json.JSONDecodeError, TypeError):
             return None  # unreadable: treat as not done, it will be recomputed
 
-    def is_done(self, key: str) -> bool:
+    def is_done(self, key: str, needs_model: bool = False) -> bool:
+        """Finished `ok` (with its trained model saved, when another cell learns from it)."""
         result = self.load(key)
-        return result is not None and result.status == "ok"
+        done = result is not None and result.status == "ok"
+        return done and (not needs_model or self.model_path(key).is_file())
 
     def results(self) -> list[CellResult]:
         found = []
