@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -175,9 +176,13 @@ def plugins() -> None:
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         table.add_row(entry.kind, entry.name, entry.provider, doc[0] if doc else "")
     stdout.print(table)
-    for warning in registry.load_warnings:
-        stderr.print(f"warning: {warning}")
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings (e.g. a plugin that failed to load) as one plain line on stderr."""
+    stderr.print(f"warning: {message}", markup=False, soft_wrap=True)
 
 
 def main() -> None:
+    warnings.showwarning = _show_warning
     create_app()()

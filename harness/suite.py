@@ -339,7 +339,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
 
     def known(kind: str, name: str, key: str) -> None:
         if name not in registry.components[kind]:
-            fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(registry.names(kind))}")
+            broken = "".join(f" ({warning})" for warning in registry.load_warnings)
+            fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(registry.names(kind))}{broken}")
 
     def options(kind: str, name: str, values: dict[str, Any], key: str, sweeps: bool = False) -> None:
         cls = registry.get(kind, name)
