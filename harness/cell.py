@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.components import Task
 from harness.registry import Registry
+from harness.result import cell_label
 from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training, option_axes
 from harness.weights import file_digest, parse_weights
 
@@ -49,8 +50,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        setting = f" [{self.setting}]" if self.setting else ""
-        return f"{self.task} / {self.backbone} / {self.strategy}{setting} / seed {self.seed}"
+        return cell_label(self.task, self.backbone, self.strategy, self.setting, self.seed)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Annotated, ParamSpec
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import BenchError
@@ -112,7 +113,8 @@ def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)
     table = Table(title=f"{loaded.name}: {len(cells)} cells", title_justify="left")
-    for column in ("#", "task", "backbone", "strategy", "seed", "key", "state"):
+    swept = any(cell.setting for cell in cells)
+    for column in ("#", "task", "backbone", "strategy", *(["setting"] if swept else []), "seed", "key", "state"):
         table.add_column(column)
     states: dict[str, int] = {}
     reasons: dict[str, list[int]] = {}
@@ -121,8 +123,8 @@ def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
         states[state] = states.get(state, 0) + 1
         if cell.skip_reason:
             reasons.setdefault(cell.skip_reason, []).append(i)
-        strategy = f"{cell.strategy} [{cell.setting}]" if cell.setting else cell.strategy
-        table.add_row(str(i), cell.task, cell.backbone, strategy, str(cell.seed), cell.key[:10], state)
+        setting = [escape(cell.setting)] if swept else []
+        table.add_row(str(i), cell.task, cell.backbone, cell.strategy, *setting, str(cell.seed), cell.key[:10], state)
     stdout.print(table)
     for reason, numbers in reasons.items():
         stdout.print(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")

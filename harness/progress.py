@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,21 +52,23 @@ class QuietObserver(Observer):
         self.total = 0
         self.count = 0
 
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, soft_wrap=True)
+
     def suite_started(self, total: int, done: int) -> None:
         self.total, self.count = total, done
         if done:
-            self.console.print(f"{done} of {total} cells already done, skipping them")
+            self._line(f"{done} of {total} cells already done, skipping them")
 
     def cell_finished(self, result: CellResult) -> None:
         self.count += 1
-        label = f"{result.task} / {result.backbone} / {result.strategy} / seed {result.seed}"
-        self.console.print(f"[{self.count}/{self.total}] {label}: {_summary(result)}")
+        self._line(f"[{self.count}/{self.total}] {result.label}: {_summary(result)}")
 
     def pretrain_finished(self, result: CellResult) -> None:
-        self.console.print(f"{result.task} / {result.backbone}: {_summary(result)}")
+        self._line(f"{result.task} / {result.backbone}: {_summary(result)}")
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self._line(text)
 
 
 class RichObserver(QuietObserver):
@@ -95,7 +98,7 @@ class RichObserver(QuietObserver):
 
     def cell_started(self, cell: Cell, epochs: int) -> None:
         self._drop_cell_bars()
-        self.cell_bar = self.progress.add_task(f"  {cell.label}", total=epochs, info="")
+        self.cell_bar = self.progress.add_task(f"  {escape(cell.label)}", total=epochs, info="")
 
     def epoch_started(self, epoch: int, steps: int) -> None:
         if self.epoch_bar is not None:

@@ -12,6 +12,12 @@ Status = Literal["ok", "failed", "diverged", "skipped"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "diverged", "skipped")
 
 
+def cell_label(task: str, backbone: str, strategy: str, setting: str, seed: int) -> str:
+    """How progress lines and tables name a cell: `task / backbone / strategy (setting) / seed N`."""
+    setting = f" ({setting})" if setting else ""
+    return f"{task} / {backbone} / {strategy}{setting} / seed {seed}"
+
+
 @dataclass
 class Cost:
     """What a cell cost. Seconds are wall-clock; device seconds equal wall seconds on one device."""
@@ -54,6 +60,10 @@ class CellResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.task, self.backbone, self.strategy, self.setting, self.seed)
 
     @classmethod
     def for_cell(cls, cell: Cell, status: Status, **fields: Any) -> CellResult:

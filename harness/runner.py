@@ -205,6 +205,10 @@ def _count_flops(
 # --- suites --------------------------------------------------------------------------------
 
 
+def _labels(cell: Cell) -> dict[str, object]:
+    return {"task": cell.task, "backbone": cell.backbone, "strategy": cell.strategy, "setting": cell.setting}
+
+
 @dataclass
 class RunSummary:
     output: Path
@@ -236,6 +240,8 @@ def run_suite(
             "source": suite.source,
             "settings": suite.model_dump(mode="json"),
             "cells": [c.key for c in cells],
+            # the suite's current labels: a cell reused from an earlier run may have been labelled differently
+            "labels": {c.key: _labels(c) for c in cells},
             "started_at": _now(),
         }
     )

@@ -116,8 +116,11 @@ def load_results(path: str | Path) -> pd.DataFrame:
     results = store.results()
     if order:  # only the cells of the latest plan, in plan order
         results = sorted((r for r in results if r.key in order), key=lambda r: order[r.key])
+    labels = manifest.get("labels", {})
     rows = []
     for result in results:
+        for field, value in labels.get(result.key, {}).items():
+            setattr(result, field, value)
         row: dict[str, Any] = {
             "key": result.key,
             "task": result.task,

@@ -28,3 +28,12 @@ def test_readme_quickstart_is_two_commands_and_ci_runs_the_second() -> None:
     assert len(commands) == 2
     assert commands[0].endswith("bench run suites/quickstart.toml")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_builtin_strategy_is_in_the_catalogue_docs() -> None:
+    from harness.registry import BUILTIN, Registry
+
+    text = (ROOT / "docs" / "strategies.md").read_text()
+    builtin = [e.name for e in Registry(entry_points=False).all() if e.kind == "strategy" and e.provider == BUILTIN]
+    assert len(builtin) >= 10
+    assert [name for name in builtin if f"| `{name}` |" not in text] == []

@@ -124,3 +124,20 @@ def test_report_shows_each_strategy_at_its_best_validation_setting(tmp_path: Pat
     assert shown.loc[("full", "lr=0.1"), "selected"] == False  # noqa: E712
     assert shown.loc[("full", "lr=0.1"), "gain"] == pytest.approx(0.91 - 0.31)
     assert shown.loc[("full", "lr=0.01"), "selected"] == True  # noqa: E712
+
+
+def test_reused_cells_take_the_current_suites_labels(tmp_path: Path, registry) -> None:
+    from harness.runner import run_suite
+    from harness.store import load_results
+
+    training = {"epochs": 1, "max_steps": 1, "batch_size": 8, "threads": 2}
+    first = _suite(tmp_path, registry, [{"name": "lora", "options": {"rank": 2}}], training=training)
+    run_suite(first, registry)
+    widened = [{"name": "lora", "label": "adapters", "options": {"rank": [2, 4]}}]
+    summary = run_suite(_suite(tmp_path, registry, widened, training=training), registry)
+    assert (summary.total, summary.reused) == (2, 1)
+    frame = load_results(tmp_path)
+    assert list(zip(frame["strategy"], frame["setting"], strict=True)) == [
+        ("adapters", "rank=2"),
+        ("adapters", "rank=4"),
+    ]
