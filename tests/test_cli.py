@@ -179,7 +179,7 @@ def test_bundled_quickstart_is_found_by_name(tmp_path: Path, monkeypatch) -> Non
     assert runner.invoke(app, ["plan", "quickstart"]).output == result.output
     missing = runner.invoke(app, ["plan", "nosuch"])
     assert missing.exit_code == 2
-    assert "nosuch: no such suite file or bundled suite; bundled: quickstart" in missing.output
+    assert "nosuch: no such suite file or bundled suite; bundled: catalogue, quickstart" in missing.output
 
 
 def test_command_line_overrides_are_validated(finished_run, tmp_path: Path) -> None:
