@@ -43,12 +43,21 @@ def apply_batchnorm_policy(model: nn.Module, policy: BatchNormPolicy) -> None:
         m.train(model.training and not frozen)
 
 
+def head_group(model: TaskModel, lr_scale: float = 1.0) -> ParamGroup:
+    """The optimizer group of the new parts."""
+    return ParamGroup(params=list(model.head.parameters()), lr_scale=lr_scale, name="head")
+
+
+def with_head(
+    model: TaskModel, params: Iterable[nn.Parameter], name: str, head_lr_scale: float = 1.0
+) -> list[ParamGroup]:
+    """Two optimizer groups: `params` of the backbone (at the base rate) and the new parts."""
+    return [ParamGroup(params=list(params), lr_scale=1.0, name=name), head_group(model, head_lr_scale)]
+
+
 def backbone_and_head_groups(model: TaskModel, head_lr_scale: float = 1.0) -> list[ParamGroup]:
     """Two optimizer groups, the pretrained backbone and the new parts."""
-    return [
-        ParamGroup(params=list(model.backbone.parameters()), lr_scale=1.0, name="backbone"),
-        ParamGroup(params=list(model.head.parameters()), lr_scale=head_lr_scale, name="head"),
-    ]
+    return with_head(model, model.backbone.parameters(), "backbone", head_lr_scale)
 
 
 def stage_groups(model: TaskModel, scales: Iterable[float], head_lr_scale: float = 1.0) -> list[ParamGroup]:
@@ -57,7 +66,7 @@ def stage_groups(model: TaskModel, scales: Iterable[float], head_lr_scale: float
         ParamGroup(params=list(stage.parameters()), lr_scale=scale, name=f"stage{i}")
         for i, (stage, scale) in enumerate(zip(model.backbone.stages, scales, strict=True))
     ]
-    return [*groups, ParamGroup(params=list(model.head.parameters()), lr_scale=head_lr_scale, name="head")]
+    return [*groups, head_group(model, head_lr_scale)]
 
 
 def check_stage_count(model: TaskModel, count: int, option: str) -> None:

@@ -7,7 +7,7 @@ biases are the normalisation shifts; `norm_weights` adds the normalisation scale
 from __future__ import annotations
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import NORM_TYPES, set_trainable
+from harness.freezing import NORM_TYPES, set_trainable, with_head
 
 
 class BitFitOptions(StrategyOptions):
@@ -31,10 +31,7 @@ class BitFit(Strategy):
                 if name == "bias" or (self.options.norm_weights and isinstance(module, NORM_TYPES)):
                     parameter.requires_grad_(True)
                     chosen.append(parameter)
-        return [
-            ParamGroup(params=chosen, lr_scale=1.0, name="biases"),
-            ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head"),
-        ]
+        return with_head(model, chosen, "biases")
 
 
 @hookimpl

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import set_trainable
+from harness.freezing import backbone_and_head_groups, set_trainable
 
 
 class L2SPOptions(StrategyOptions):
@@ -47,10 +47,7 @@ class L2SP(Strategy):
         self.backbone = list(model.backbone.parameters())
         self.start = [p.detach().float().clone() for p in self.backbone]
         self.new = list(model.head.parameters())
-        return [
-            ParamGroup(params=self.backbone, lr_scale=1.0, name="backbone", weight_decay=0.0),
-            ParamGroup(params=self.new, lr_scale=1.0, name="head", weight_decay=0.0),
-        ]
+        return [ParamGroup(group, weight_decay=0.0) for group in backbone_and_head_groups(model)]
 
     def extra_loss(self, model: TaskModel) -> torch.Tensor:
         return l2sp_penalty(self.backbone, self.start, self.new, self.options.alpha, self.options.beta)

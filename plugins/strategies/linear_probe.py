@@ -5,7 +5,7 @@ parts are the whole FPN + RPN + RoI heads or the ASPP head, trained on frozen fe
 """
 
 from harness import ParamGroup, Strategy, TaskModel, hookimpl
-from harness.freezing import set_trainable
+from harness.freezing import head_group, set_trainable
 
 
 class LinearProbe(Strategy):
@@ -17,7 +17,7 @@ class LinearProbe(Strategy):
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
         set_trainable(model.backbone, False)
         set_trainable(model.head, True)
-        return [ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head")]
+        return [head_group(model)]
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import check_stage_count, set_trainable
+from harness.freezing import check_stage_count, set_trainable, with_head
 
 
 class LoRAOptions(StrategyOptions):
@@ -89,10 +89,7 @@ class LoRA(Strategy):
         set_trainable(model.head, True)
         for parameter in adapters:
             parameter.requires_grad_(True)
-        return [
-            ParamGroup(params=adapters, lr_scale=1.0, name="adapters"),
-            ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head"),
-        ]
+        return with_head(model, adapters, "adapters")
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import check_stage_count, set_trainable
+from harness.freezing import check_stage_count, set_trainable, with_head
 
 
 class PartialOptions(StrategyOptions):
@@ -50,10 +50,7 @@ class Partial(Strategy):
         for stage in model.backbone.stages[:frozen]:
             set_trainable(stage, False)
         trained = [p for stage in model.backbone.stages[frozen:] for p in stage.parameters()]
-        return [
-            ParamGroup(params=trained, lr_scale=1.0, name="backbone"),
-            ParamGroup(params=list(model.head.parameters()), lr_scale=1.0, name="head"),
-        ]
+        return with_head(model, trained, "backbone")
 
 
 @hookimpl
