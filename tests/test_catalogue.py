@@ -127,3 +127,35 @@ def test_teacher_mistakes_are_suite_errors(tmp_path: Path, registry, options, ex
     with pytest.raises(SuiteError) as error:
         parse_suite(data, "s.toml", registry)
     assert str(error.value).startswith(f"s.toml: {expected}")
+
+
+def test_distill_from_a_checkpoint_file(tmp_path: Path, registry) -> None:
+    import torch
+
+    _, teacher, _ = tiny_model("classification", seed=3)
+    good, wrong = tmp_path / "teacher.pt", tmp_path / "wrong.pt"
+    torch.save(teacher.state_dict(), good)
+    torch.save({"head.2.weight": torch.zeros(3, 3)}, wrong)
+    strategies = [
+        {
+            "name": "distill",
+            "label": "from-file",
+            "options": {"teacher_backbone": "resnet18", "teacher_checkpoint": str(good)},
+        },
+        {
+            "name": "distill",
+            "label": "bad-file",
+            "options": {"teacher_backbone": "resnet18", "teacher_checkpoint": str(wrong)},
+        },
+    ]
+    data = tiny_suite(tmp_path / "out", strategies=strategies)
+    data["tasks"] = data["tasks"][:1]
+    data["training"] = {**data["training"], "max_steps": 2}
+    suite = parse_suite(data, "s.toml", registry)
+    cells = plan_cells(suite, registry)
+    assert cells[0].settings["strategy"]["teacher_checkpoint"].startswith(f"file:{good}#")
+    run_suite(suite, registry)
+    frame = load_results(tmp_path / "out").set_index("strategy")
+    assert frame.loc["from-file", "status"] == "ok"
+    assert frame.loc["bad-file", "status"] == "failed"
+    assert frame.loc["bad-file", "reason"].startswith(f"BenchError: {wrong} is not a resnet18 classification model")
