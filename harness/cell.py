@@ -10,14 +10,13 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from harness.components import Task
 from harness.registry import Registry
 from harness.result import cell_label
 from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training, option_axes
-from harness.weights import file_digest, parse_weights
+from harness.weights import file_identity, parse_weights
 
 #: bump when a change makes old results incomparable
 SETTINGS_VERSION = 2
@@ -171,7 +170,7 @@ def _cell(
     }
     ref = strategy_obj.teacher()
     if ref is not None and ref.checkpoint is not None:
-        strategy_settings["teacher_checkpoint"] = _file_identity(ref.checkpoint)
+        strategy_settings["teacher_checkpoint"] = file_identity(ref.checkpoint)
     settings = {
         "version": SETTINGS_VERSION,
         "task": task_settings(task_obj, task.dataset, task.options, task.metric),
@@ -188,13 +187,6 @@ def _cell(
     )
 
 
-def _file_identity(text: str) -> str:
-    """A file as it goes into a cell key: its path and a hash of its content."""
-    path = Path(text).expanduser()  # relative paths: to the working directory, like `output`
-    digest = file_digest(path) if path.is_file() else "missing"
-    return f"file:{path}#{digest}"
-
-
 def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str]) -> tuple[str, str | None]:
     """The weights identity that goes into the cell key, and the pretraining stage it needs."""
     source = parse_weights(text)
@@ -202,7 +194,7 @@ def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str
         return "none", None
     if source.kind == "pretrain":
         return f"pretrain:{source.value}@{pretrain_keys[source.value]}", source.value
-    return _file_identity(source.value), None
+    return file_identity(source.value), None
 
 
 def _excluded(suite: Suite, task: TaskSpec, backbone: BackboneSpec, strategy: StrategySpec) -> bool:

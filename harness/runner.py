@@ -25,7 +25,7 @@ from harness.result import CellResult
 from harness.store import Store, write_atomically
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
-from harness.weights import first_mismatch, load_into, parse_weights, read_checkpoint
+from harness.weights import first_mismatch, identity_path, load_into, read_checkpoint
 
 
 def _now() -> str:
@@ -100,18 +100,18 @@ def _train(
     if len(train_loader) == 0:
         raise BenchError("the training split is empty")
 
-    total_steps = step_budget(training, len(train_loader))[0]
+    total_steps, epochs = step_budget(training, len(train_loader))
     teacher = _teacher(cell, registry, task, len(classes), store, setup.device)
     strategy.context = TrainingContext(task, setup.device, len(train_loader), total_steps, teacher)
     groups = strategy.prepare(model)
     trained = {id(p) for p in model.parameters() if p.requires_grad}
 
     cost = result.cost
-    cost.trainable_params, cost.total_params = count_parameters(model)
+    cost.total_params = count_parameters(model)[1]
     cost.device, cost.device_name = str(setup.device), setup.name
     cost.flops_per_sample = _count_flops(model, task, strategy, train_loader, setup)
 
-    observer.cell_started(cell, step_budget(training, len(train_loader))[1])
+    observer.cell_started(cell, epochs)
     reset_peak_memory(setup)
     outcome = fit(
         model, task, strategy, groups, train_loader, val_loader, training, setup, metric, len(classes), observer
@@ -146,7 +146,7 @@ def _teacher(
             raise BenchError(f"the teacher cell {cell.teacher} has no saved model ({path})")
     elif "teacher_checkpoint" in cell.settings["strategy"]:
         spec = {"name": cell.settings["strategy"]["options"]["teacher_backbone"]}
-        path = Path(parse_weights(cell.settings["strategy"]["teacher_checkpoint"].split("#", 1)[0]).value)
+        path = identity_path(cell.settings["strategy"]["teacher_checkpoint"])
     else:
         return None
     teacher = task.build_model(registry.create("backbone", spec["name"]).build(task.output_stride()), num_classes)
@@ -173,7 +173,7 @@ def _load_weights(plugin: object, module: BackboneModule, weights: str, store: S
         key = weights.rsplit("@", 1)[1]
         path = store.checkpoint_path(key)
     else:
-        path = Path(parse_weights(weights.split("#", 1)[0]).value)
+        path = identity_path(weights)
     load_into(plugin, module, read_checkpoint(path), str(path))  # type: ignore[arg-type]
 
 

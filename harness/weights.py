@@ -51,6 +51,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_identity(text: str) -> str:
+    """A checkpoint as it goes into a cell key: `file:PATH#DIGEST` (a changed file is a new cell)."""
+    path = Path(text).expanduser()  # relative paths: to the working directory, like `output`
+    digest = file_digest(path) if path.is_file() else "missing"
+    return f"file:{path}#{digest}"
+
+
+def identity_path(identity: str) -> Path:
+    """The file a `file_identity` names."""
+    return Path(identity.removeprefix("file:").rsplit("#", 1)[0])
+
+
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BenchError(f"{path}: checkpoint file not found")
