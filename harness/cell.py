@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.components import Task
+from harness.components import Backbone, Task
 from harness.registry import Registry
 from harness.result import cell_label
 from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training, option_axes
-from harness.weights import file_identity, parse_weights
+from harness.weights import file_identity, parse_weights, resolve_named
 
 #: bump when a change makes old results incomparable
 SETTINGS_VERSION = 2
@@ -161,7 +161,7 @@ def _cell(
     strategy_obj = registry.create("strategy", strategy.name, variant.options)
     backbone_obj = registry.create("backbone", backbone.name)
     task_obj = registry.create("task", task.kind, task.options)
-    weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys)
+    weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys, backbone_obj)
     training = variant.training
     strategy_settings = {
         "name": strategy.name,
@@ -187,13 +187,18 @@ def _cell(
     )
 
 
-def _resolve_weights(text: str, from_scratch: bool, pretrain_keys: dict[str, str]) -> tuple[str, str | None]:
+def _resolve_weights(
+    text: str, from_scratch: bool, pretrain_keys: dict[str, str], backbone: Backbone
+) -> tuple[str, str | None]:
     """The weights identity that goes into the cell key, and the pretraining stage it needs."""
     source = parse_weights(text)
     if from_scratch or source.kind == "none":
         return "none", None
     if source.kind == "pretrain":
         return f"pretrain:{source.value}@{pretrain_keys[source.value]}", source.value
+    if source.kind == "named":  # DEFAULT resolves to the weights it stands for today
+        named = resolve_named(backbone, source.value)
+        return f"named:{named.name}@{named.filename}", None
     return file_identity(source.value), None
 
 

@@ -47,7 +47,8 @@ def create_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for name, command in (("run", run), ("plan", plan), ("report", report), ("plugins", plugins)):
+    commands = (("run", run), ("plan", plan), ("report", report), ("plugins", plugins), ("weights", weights))
+    for name, command in commands:
         app.command(name)(user_errors(command))
     return app
 
@@ -177,6 +178,40 @@ def plugins() -> None:
     for entry in registry.all():
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         table.add_row(entry.kind, entry.name, entry.provider, doc[0] if doc else "")
+    stdout.print(table)
+
+
+def weights(
+    backbones: Annotated[list[str] | None, typer.Argument(help="Backbones to show (default: all).")] = None,
+    fetch: Annotated[bool, typer.Option("--fetch", help="Download the --name weights into the cache.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Which weights --fetch downloads.")] = "DEFAULT",
+) -> None:
+    """List the pretrained weights each backbone publishes and whether they are cached; --fetch downloads them."""
+    import torch
+
+    from harness.registry import default_registry
+    from harness.weights import fetch_named, hub_path, resolve_named
+
+    registry = default_registry()
+    chosen = backbones or registry.names("backbone")
+    for backbone in chosen:
+        if backbone not in registry.components["backbone"]:
+            raise BenchError(f"unknown backbone {backbone!r}; allowed: {', '.join(registry.names('backbone'))}")
+    if fetch:
+        for backbone in chosen:
+            plugin = registry.create("backbone", backbone)
+            try:
+                named = resolve_named(plugin, name)
+            except ValueError as exc:
+                raise BenchError(f"--name: {exc}") from None
+            stderr.print(f"{backbone} {named.name}: {fetch_named(named)}", markup=False)
+    table = Table(title=f"published weights (cache: {torch.hub.get_dir()}/checkpoints)", title_justify="left")
+    for column in ("backbone", "weights", "file", "cached", "what"):
+        table.add_column(column)
+    for backbone in chosen:
+        for label, named in registry.create("backbone", backbone).named_weights().items():
+            cached = "yes" if hub_path(named).is_file() else "no"
+            table.add_row(backbone, label, named.filename, cached, named.description)
     stdout.print(table)
 
 

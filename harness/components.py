@@ -86,11 +86,26 @@ class BackboneModule(nn.Module):
         return features
 
 
+@dataclass(frozen=True)
+class NamedWeights:
+    """Published pretrained weights a backbone offers by name (e.g. torchvision's `IMAGENET1K_V2`)."""
+
+    name: str
+    url: str
+    #: the file name in the torch hub cache (`<hub>/checkpoints/<filename>`)
+    filename: str
+    description: str = ""
+
+
 class Backbone(Component):
     """Builds a `BackboneModule` and turns foreign checkpoints into its state-dict layout."""
 
     #: Output strides this backbone can be built with (via dilation of the last stages).
     output_strides: ClassVar[tuple[int, ...]] = (32,)
+
+    def named_weights(self) -> dict[str, NamedWeights]:
+        """Weights by name, `DEFAULT` included as an alias of the recommended ones; none by default."""
+        return {}
 
     @abstractmethod
     def build(self, output_stride: int = 32) -> BackboneModule: ...

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from harness.cell import Cell, plan_cells, pretrain_cell
-from harness.components import BackboneModule, Strategy, Task, TaskModel, TrainingContext
+from harness.components import Backbone, BackboneModule, Strategy, Task, TaskModel, TrainingContext
 from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
 from harness.devices import DeviceSetup, resolve_device, set_threads
 from harness.errors import BenchError, Diverged, Unsupported
@@ -25,7 +25,15 @@ from harness.result import CellResult
 from harness.store import Store, write_atomically
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
-from harness.weights import first_mismatch, identity_path, load_into, read_checkpoint
+from harness.weights import (
+    fetch_named,
+    first_mismatch,
+    identity_path,
+    load_into,
+    parse_weights,
+    read_checkpoint,
+    resolve_named,
+)
 
 
 def _now() -> str:
@@ -166,15 +174,16 @@ def _save_state(model: torch.nn.Module, path: Path) -> None:
     write_atomically(path, buffer.getvalue())
 
 
-def _load_weights(plugin: object, module: BackboneModule, weights: str, store: Store) -> None:
+def _load_weights(plugin: Backbone, module: BackboneModule, weights: str, store: Store) -> None:
     if weights == "none":
         return
     if weights.startswith("pretrain:"):
-        key = weights.rsplit("@", 1)[1]
-        path = store.checkpoint_path(key)
+        path = store.checkpoint_path(weights.rsplit("@", 1)[1])
+    elif weights.startswith("named:"):
+        path = fetch_named(resolve_named(plugin, parse_weights(weights).value))
     else:
         path = identity_path(weights)
-    load_into(plugin, module, read_checkpoint(path), str(path))  # type: ignore[arg-type]
+    load_into(plugin, module, read_checkpoint(path), str(path))
 
 
 def _count_flops(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import SuiteError
 from harness.registry import Registry
-from harness.weights import parse_weights
+from harness.weights import parse_weights, resolve_named
 
 
 class Strict(BaseModel):
@@ -393,6 +393,11 @@ def check_names(suite: Suite, registry: Registry) -> None:
             source = parse_weights(b.weights)
         except ValueError as exc:
             fail(f"{key}.weights", str(exc))
+        if source.kind == "named":
+            try:
+                resolve_named(registry.create("backbone", b.name), source.value)
+            except ValueError as exc:
+                fail(f"{key}.weights", str(exc))
         if source.kind == "pretrain" and source.value not in pretrain_names:
             allowed = ", ".join(pretrain_names) or "none declared in [[pretrain]]"
             fail(f"{key}.weights", f"unknown pretraining stage {source.value!r}; allowed: {allowed}")

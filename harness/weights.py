@@ -4,7 +4,9 @@ Sources, as written in a suite's `weights` key:
 - ``none``: random initialisation (training from scratch);
 - ``pretrain:NAME``: the checkpoint of the suite's pretraining stage NAME;
 - a path to a local checkpoint (``.pt``/``.pth``), read with ``torch.load(weights_only=True)``,
-  either in the `stages.*` layout bench writes or in the backbone's native (torchvision) layout.
+  either in the `stages.*` layout bench writes or in the backbone's native (torchvision) layout;
+- a name the backbone publishes (``IMAGENET1K_V2``, ``DEFAULT``): torchvision's weight enums,
+  read from the torch hub cache, downloaded into it when missing and the network allows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from harness.components import Backbone, BackboneModule
+from harness.components import Backbone, BackboneModule, NamedWeights
 from harness.errors import BenchError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -23,7 +25,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 @dataclass(frozen=True)
 class WeightsSource:
-    kind: str  # "none" | "pretrain" | "file"
+    kind: str  # "none" | "pretrain" | "file" | "named"
     value: str = ""
 
 
@@ -34,12 +36,46 @@ def parse_weights(text: str) -> WeightsSource:
         return WeightsSource("pretrain", text.split(":", 1)[1])
     if text.startswith("file:"):
         return WeightsSource("file", text.split(":", 1)[1])
+    if text.startswith("named:"):  # a cell's identity of published weights: named:NAME@FILENAME
+        return WeightsSource("named", text.split(":", 1)[1].split("@", 1)[0])
     if text.endswith(CHECKPOINT_SUFFIXES):
         return WeightsSource("file", text)
+    if text.replace("_", "").isalnum() and text.upper() == text:
+        return WeightsSource("named", text)
     raise ValueError(
-        f"unknown weights source {text!r}; allowed: 'none', 'pretrain:NAME', "
-        f"or a checkpoint path ending in {', '.join(CHECKPOINT_SUFFIXES)}"
+        f"unknown weights source {text!r}; allowed: 'none', 'pretrain:NAME', a name the backbone publishes "
+        f"(e.g. 'DEFAULT', 'IMAGENET1K_V1'), or a checkpoint path ending in {', '.join(CHECKPOINT_SUFFIXES)}"
     )
+
+
+def hub_path(weights: NamedWeights) -> Path:
+    """Where the torch hub cache keeps (or would keep) these weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.filename
+
+
+def resolve_named(backbone: Backbone, name: str) -> NamedWeights:
+    """The published weights `name` (or `DEFAULT`) of `backbone`; ValueError listing what it offers."""
+    offered = backbone.named_weights()
+    if name not in offered:
+        allowed = ", ".join(offered) or "none (this backbone publishes no weights)"
+        raise ValueError(f"{backbone.name} has no weights named {name!r}; allowed: {allowed}")
+    return offered[name]
+
+
+def fetch_named(weights: NamedWeights) -> Path:
+    """The cached file of `weights`, downloading it (hash-checked) when it is not cached yet."""
+    path = hub_path(weights)
+    if path.is_file():
+        return path
+    try:
+        torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True)
+    except Exception as exc:
+        raise BenchError(
+            f"weights {weights.name} are not cached and could not be downloaded ({type(exc).__name__}: {exc}); "
+            f"put {weights.filename} (from {weights.url}) at {path}, or run `bench weights --fetch` where "
+            "the network is reachable"
+        ) from None
+    return path
 
 
 def file_digest(path: Path) -> str:

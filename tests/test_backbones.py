@@ -91,5 +91,6 @@ def test_weights_sources_parse() -> None:
     assert parse_weights("none").kind == "none"
     assert parse_weights("pretrain:src").value == "src"
     assert parse_weights("ckpt/model.pth").kind == "file"
-    with pytest.raises(ValueError, match="allowed: 'none', 'pretrain:NAME'"):
-        parse_weights("IMAGENET_SOMETHING")
+    assert parse_weights("IMAGENET1K_V2") == parse_weights("named:IMAGENET1K_V2@resnet50-11ad3fa6.pth")
+    with pytest.raises(ValueError, match="allowed: 'none', 'pretrain:NAME', a name the backbone publishes"):
+        parse_weights("imagenet")

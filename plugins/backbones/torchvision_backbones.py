@@ -4,6 +4,9 @@ Each is cut into five stages (strides 4/2, 4, 8, 16, 32) so tasks can take an FP
 last stages or a dense head on the last one. Checkpoints in torchvision's own layout (e.g.
 ``resnet50-0676ba61.pth``) load too: the classifier is dropped, every other key must match.
 BatchNorm stays ordinary BatchNorm: whether its statistics train is the strategy's call.
+
+Published weights are torchvision's weight enums (`IMAGENET1K_V1`, `IMAGENET1K_V2`, `DEFAULT`):
+the file torchvision would download, read from the torch hub cache.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from harness import Backbone, BackboneModule, hookimpl
+from harness import Backbone, BackboneModule, NamedWeights, hookimpl
 from harness.errors import Unsupported
 from harness.weights import first_mismatch
 
@@ -34,12 +37,33 @@ def dilate_stage(layer: nn.Sequential, previous: int, dilation: int) -> None:
                     conv.dilation, conv.padding = (rate, rate), (rate, rate)
 
 
-class ResNetBackbone(Backbone):
+def torchvision_weights(builder: str) -> dict[str, NamedWeights]:
+    """torchvision's weight enum of a model builder, by name; `DEFAULT` as an alias."""
+    enum = models.get_model_weights(builder)
+    found = {}
+    for name, member in enum.__members__.items():
+        metrics = member.meta.get("_metrics", {}).get("ImageNet-1K", {})
+        described = ", ".join(f"{k} {v}" for k, v in metrics.items())
+        alias = f" (= {member.name})" if name != member.name else ""
+        filename = member.url.rsplit("/", 1)[1]
+        found[name] = NamedWeights(member.name, member.url, filename, f"ImageNet-1K {described}{alias}".strip())
+    return found
+
+
+class TorchvisionBackbone(Backbone):
+    """A torchvision classification model cut into stages, with torchvision's published weights."""
+
+    builder: ClassVar[str]
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("fc.",)
+
+    def named_weights(self) -> dict[str, NamedWeights]:
+        return torchvision_weights(self.builder)
+
+
+class ResNetBackbone(TorchvisionBackbone):
     """torchvision ResNet: stem, layer1..layer4."""
 
     output_strides: ClassVar[tuple[int, ...]] = (8, 16, 32)
-    builder: ClassVar[str]
-    classifier_prefixes: ClassVar[tuple[str, ...]] = ("fc.",)
 
     def torchvision_model(self, output_stride: int = 32) -> Any:
         if output_stride not in self.output_strides:
@@ -94,6 +118,7 @@ class MobileNetV3Large(ResNetBackbone):
     """
 
     name = "mobilenet_v3_large"
+    builder = "mobilenet_v3_large"
     output_strides: ClassVar[tuple[int, ...]] = (16, 32)
     classifier_prefixes = ("classifier.",)
     bounds = (0, 2, 4, 7, 13, 17)
