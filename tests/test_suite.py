@@ -69,7 +69,10 @@ def _error(tmp_path: Path, write_suite, registry, **overrides) -> str:
         ),
         ({"backbones__0__name": "resnet999"}, "backbones[0].name: unknown backbone 'resnet999'; allowed:"),
         ({"tasks__0__kind": "captioning"}, "tasks[0].kind: unknown task 'captioning'; allowed: classification,"),
-        ({"tasks__0__dataset": {"name": "nope"}}, "tasks[0].dataset.name: unknown dataset 'nope'; allowed: shapes"),
+        (
+            {"tasks__0__dataset": {"name": "nope"}},
+            "tasks[0].dataset.name: unknown dataset 'nope'; allowed: ade20k, cifar10, cifar100, cityscapes, coco",
+        ),
         ({"training__epochs": "three"}, "training.epochs: Input should be a valid integer"),
         ({"training__lr": -1.0}, "training.lr: Input should be greater than 0"),
         ({"training__optimizer": "lion"}, "training.optimizer: Input should be 'sgd' or 'adamw'"),

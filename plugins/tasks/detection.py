@@ -141,9 +141,19 @@ class Detection(Task):
         return DetectionModel(backbone, num_classes, self.options)
 
     def collate(self, samples: list[Any]) -> tuple[list[torch.Tensor], Targets]:
-        """Labels move from 0..C-1 to 1..C: Faster R-CNN keeps 0 for the background."""
+        """Labels move from 0..C-1 to 1..C: Faster R-CNN keeps 0 for the background.
+
+        `iscrowd` (COCO's crowd regions, VOC's difficult objects) defaults to 0 for every box.
+        """
         images = [image for image, _ in samples]
-        targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for _, t in samples]
+        targets = [
+            {
+                "boxes": t["boxes"],
+                "labels": t["labels"] + 1,
+                "iscrowd": t.get("iscrowd", torch.zeros(len(t["labels"]), dtype=torch.int64)),
+            }
+            for _, t in samples
+        ]
         return images, targets
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
@@ -157,7 +167,10 @@ class Detection(Task):
         return len(batch[0])
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        """Crowd / difficult boxes are not trained on (they only excuse detections in evaluation)."""
         images, targets = batch
+        kept = [t["iscrowd"] == 0 for t in targets]
+        targets = [{"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, kept, strict=True)]
         losses = model(images, targets)
         return torch.stack(list(losses.values())).sum()
 

@@ -1,0 +1,53 @@
+"""Cityscapes fine annotations for segmentation: `*_gtFine_labelIds.png` mapped to the 19 train ids, 255 ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from bench_plugins.datasets.common import IGNORE, RealDataset
+from torchvision import datasets
+
+from harness import Dataset, hookimpl
+
+#: labelId -> trainId (0..18), everything else (void, ignored in evaluation) -> 255
+TRAIN_IDS = np.full(256, IGNORE, dtype=np.int64)
+for _c in datasets.Cityscapes.classes:
+    if not _c.ignore_in_eval and 0 <= _c.id < 256:
+        TRAIN_IDS[_c.id] = _c.train_id
+CLASSES = [c.name for c in sorted(datasets.Cityscapes.classes, key=lambda c: c.train_id) if not c.ignore_in_eval]
+
+
+class Cityscapes(RealDataset):
+    """Cityscapes fine (19 classes): 2975 training images, its 500 `val` images as the test split."""
+
+    name = "cityscapes"
+    kinds = ("segmentation",)
+    source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
+    layout = "ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png and ROOT/gtFine/<split>/<city>/*_gtFine_labelIds.png"
+
+    def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
+        root = str(Path(self.options.root).expanduser())
+        return _TrainIds(datasets.Cityscapes(root, split=source_split, mode="fine", target_type="semantic"))
+
+    def class_names(self, kind: str) -> list[str]:
+        return CLASSES
+
+
+class _TrainIds(torch.utils.data.Dataset):
+    def __init__(self, data: datasets.Cityscapes) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
+        image, label_ids = self.data[index]
+        return image, torch.from_numpy(TRAIN_IDS[np.asarray(label_ids, dtype=np.uint8)])
+
+
+@hookimpl
+def bench_datasets() -> list[type[Dataset]]:
+    return [Cityscapes]

@@ -1,0 +1,87 @@
+"""COCO instances (detection), read from the release's JSON: `annotations/instances_<split><year>.json`.
+
+Category ids (1..90 with gaps) map to 0..C-1 in id order. Boxes are COCO's [x, y, w, h] made
+xyxy; crowd annotations stay as `iscrowd` boxes, which COCOeval treats as ignore regions and
+training leaves out, as COCO's own evaluation does.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from bench_plugins.datasets.common import RealDataset, RealDatasetOptions, detection_target
+from PIL import Image
+
+from harness import Dataset, hookimpl
+
+
+class COCOOptions(RealDatasetOptions):
+    year: Literal["2014", "2017"] = "2017"
+
+
+class COCO(RealDataset):
+    """COCO instances: 80 classes; train2017 for training, val2017 as the test split."""
+
+    name = "coco"
+    kinds = ("detection",)
+    Options = COCOOptions
+    options: COCOOptions
+    source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
+
+    def expected_layout(self) -> str:
+        y = self.options.year
+        return f"ROOT/annotations/instances_{{train,val}}{y}.json and the images in ROOT/train{y}/, ROOT/val{y}/"
+
+    def annotations(self, source_split: str) -> dict[str, Any]:
+        path = (
+            Path(self.options.root).expanduser() / "annotations" / f"instances_{source_split}{self.options.year}.json"
+        )
+        with path.open() as f:
+            return json.load(f)
+
+    @cached_property
+    def categories(self) -> list[dict[str, Any]]:
+        return sorted(self.annotations("val")["categories"], key=lambda c: c["id"])
+
+    def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
+        folder = Path(self.options.root).expanduser() / f"{source_split}{self.options.year}"
+        index = {c["id"]: i for i, c in enumerate(self.categories)}
+        return _Instances(self.annotations(source_split), folder, index)
+
+    def class_names(self, kind: str) -> list[str]:
+        return [c["name"] for c in self.categories]
+
+
+class _Instances(torch.utils.data.Dataset):
+    def __init__(self, document: dict[str, Any], folder: Path, category_index: dict[int, int]) -> None:
+        self.images = sorted(document["images"], key=lambda i: i["id"])
+        self.folder = folder
+        self.category_index = category_index
+        self.by_image: dict[int, list[dict[str, Any]]] = {}
+        for annotation in document["annotations"]:
+            self.by_image.setdefault(annotation["image_id"], []).append(annotation)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, dict[str, torch.Tensor]]:
+        info = self.images[i]
+        image = Image.open(self.folder / info["file_name"]).convert("RGB")
+        boxes, labels, crowd = [], [], []
+        for a in self.by_image.get(info["id"], []):
+            x, y, w, h = a["bbox"]
+            if w <= 0 or h <= 0:
+                continue
+            boxes.append([x, y, x + w, y + h])
+            labels.append(self.category_index[a["category_id"]])
+            crowd.append(bool(a.get("iscrowd", 0)))
+        return image, detection_target(boxes, labels, crowd)
+
+
+@hookimpl
+def bench_datasets() -> list[type[Dataset]]:
+    return [COCO]

@@ -1,0 +1,88 @@
+"""PASCAL VOC: detection (2007 / 2012, XML annotations) and segmentation (2012, PNG masks, void 255).
+
+Detection: objects marked `difficult` are kept as `iscrowd` boxes, so they are neither trained
+on nor counted as misses, and a detection on them is not a false positive (COCOeval's ignore
+regions stand in for VOC's difficult rule). Box corners are 1-based pixel indices in the XML
+and become 0-based xyxy here, as torchvision's references convert them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from bench_plugins.datasets.common import RealDataset, RealDatasetOptions, detection_target
+from torchvision import datasets
+
+from harness import Dataset, hookimpl
+
+CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]  # fmt: skip
+
+
+class VOCOptions(RealDatasetOptions):
+    year: Literal["2007", "2012"] = "2012"
+
+
+class VOC(RealDataset):
+    """PASCAL VOC 2007/2012: detection (20 classes), segmentation (21 with background); downloadable."""
+
+    name = "voc"
+    kinds = ("detection", "segmentation")
+    Options = VOCOptions
+    options: VOCOptions
+    downloadable = True
+    source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
+
+    def expected_layout(self) -> str:
+        return f"ROOT/VOCdevkit/VOC{self.options.year}/ with JPEGImages, Annotations, SegmentationClass and ImageSets"
+
+    def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
+        root = str(Path(self.options.root).expanduser())
+        year, download = self.options.year, self.options.download
+        if kind == "detection":
+            return _Detections(datasets.VOCDetection(root, year=year, image_set=source_split, download=download))
+        return _Masks(datasets.VOCSegmentation(root, year=year, image_set=source_split, download=download))
+
+    def class_names(self, kind: str) -> list[str]:
+        return CLASSES if kind == "detection" else ["background", *CLASSES]
+
+
+class _Detections(torch.utils.data.Dataset):
+    def __init__(self, data: datasets.VOCDetection) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, dict[str, torch.Tensor]]:
+        image, annotation = self.data[index]
+        objects = annotation["annotation"].get("object", [])
+        boxes, labels, difficult = [], [], []
+        for obj in objects if isinstance(objects, list) else [objects]:
+            box = obj["bndbox"]
+            boxes.append([float(box["xmin"]) - 1, float(box["ymin"]) - 1, float(box["xmax"]), float(box["ymax"])])
+            labels.append(CLASSES.index(obj["name"]))
+            difficult.append(obj.get("difficult", "0") == "1")
+        return image, detection_target(boxes, labels, difficult)
+
+
+class _Masks(torch.utils.data.Dataset):
+    def __init__(self, data: datasets.VOCSegmentation) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
+        image, mask = self.data[index]  # a palette PNG: the palette index is the class, 255 the void border
+        return image, torch.from_numpy(np.asarray(mask, dtype=np.int64))
+
+
+@hookimpl
+def bench_datasets() -> list[type[Dataset]]:
+    return [VOC]
