@@ -18,6 +18,8 @@ from harness.weights import load_into, parse_weights, read_checkpoint
         ("resnet18", [64, 64, 128, 256, 512]),
         ("resnet50", [64, 256, 512, 1024, 2048]),
         ("mobilenet_v3_large", [16, 24, 40, 112, 960]),
+        ("convnext_tiny", [96, 192, 384, 768]),
+        ("efficientnet_b0", [16, 24, 40, 112, 1280]),
     ],
 )
 def test_stages_channels_and_strides(registry, name: str, channels: list[int]) -> None:
@@ -39,7 +41,7 @@ def test_resnet_dilation_matches_torchvision(registry) -> None:
     assert torch.allclose(ours.eval()(x), reference.eval()(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large", "convnext_tiny", "efficientnet_b0"])
 def test_torchvision_checkpoint_loads_with_weights_only(registry, tmp_path: Path, name: str) -> None:
     torch.manual_seed(1)
     reference = getattr(models, name)()
@@ -58,9 +60,27 @@ def test_torchvision_checkpoint_loads_with_weights_only(registry, tmp_path: Path
                 reference.layer2(reference.layer1(reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))))
             )
         )
+    elif name == "convnext_tiny":  # the classifier's LayerNorm ends the last stage
+        expected = reference.classifier[0](reference.features(x))
     else:
         expected = reference.features(x)
     assert torch.allclose(features, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "efficientnet_b0"])
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_dilated_builds_reach_their_stride_and_take_the_same_weights(registry, name: str, output_stride: int) -> None:
+    """Dilation changes strides and padding only, so ImageNet weights load into a dilated build unchanged."""
+    backbone = registry.create("backbone", name)
+    torch.manual_seed(0)
+    plain = backbone.build(32).eval()
+    dilated = backbone.build(output_stride).eval()
+    dilated.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        dense, coarse = dilated(x)[-1], plain(x)[-1]
+    assert dense.shape[-1] == 128 // output_stride and coarse.shape[-1] == 4
+    assert torch.isfinite(dense).all()
 
 
 def test_stage_layout_checkpoint_round_trips(registry, tmp_path: Path) -> None:
@@ -94,3 +114,12 @@ def test_weights_sources_parse() -> None:
     assert parse_weights("IMAGENET1K_V2") == parse_weights("named:IMAGENET1K_V2@resnet50-11ad3fa6.pth")
     with pytest.raises(ValueError, match="allowed: 'none', 'pretrain:NAME', a name the backbone publishes"):
         parse_weights("imagenet")
+
+
+@pytest.mark.parametrize("kind", ["classification", "detection", "segmentation"])
+@pytest.mark.parametrize("name", ["convnext_tiny", "efficientnet_b0"])
+def test_new_backbones_train_under_every_task(registry, name: str, kind: str) -> None:
+    from harness.testing import train_briefly
+
+    run = train_briefly(registry.create("strategy", "full"), kind, steps=1, backbone=name)
+    assert run.changed and run.outcome.steps == 1

@@ -11,6 +11,7 @@ the file torchvision would download, read from the torch hub cache.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +21,9 @@ from torchvision import models
 from harness import Backbone, BackboneModule, NamedWeights, hookimpl
 from harness.errors import Unsupported
 from harness.weights import first_mismatch
+
+# a 2x2 convolution at stride 1 (dilated ConvNeXt) pads asymmetrically, which torch warns about
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 def dilate_stage(layer: nn.Sequential, previous: int, dilation: int) -> None:
@@ -59,6 +63,28 @@ class TorchvisionBackbone(Backbone):
     def named_weights(self) -> dict[str, NamedWeights]:
         return torchvision_weights(self.builder)
 
+    def torchvision_model(self, output_stride: int = 32) -> Any:
+        """The torchvision model, dilated so its last stage has `output_stride`."""
+        raise NotImplementedError
+
+    def stages(self, net: Any) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def build(self, output_stride: int = 32) -> BackboneModule:
+        return BackboneModule(self.stages(self.torchvision_model(output_stride)))
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        net = self.torchvision_model()
+        kept = {k: v for k, v in state_dict.items() if not k.startswith(self.classifier_prefixes)}
+        try:
+            missing, unexpected = net.load_state_dict(kept, strict=False)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint does not fit {self.name}: {first_mismatch(exc)}") from None
+        missing = [k for k in missing if not k.startswith(self.classifier_prefixes)]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return BackboneModule(self.stages(net)).state_dict()
+
 
 class ResNetBackbone(TorchvisionBackbone):
     """torchvision ResNet: stem, layer1..layer4."""
@@ -81,21 +107,6 @@ class ResNetBackbone(TorchvisionBackbone):
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
 
-    def build(self, output_stride: int = 32) -> BackboneModule:
-        return BackboneModule(self.stages(self.torchvision_model(output_stride)))
-
-    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        net = self.torchvision_model()
-        kept = {k: v for k, v in state_dict.items() if not k.startswith(self.classifier_prefixes)}
-        try:
-            missing, unexpected = net.load_state_dict(kept, strict=False)
-        except RuntimeError as exc:
-            raise ValueError(f"checkpoint does not fit {self.name}: {first_mismatch(exc)}") from None
-        missing = [k for k in missing if not k.startswith(self.classifier_prefixes)]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint does not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return BackboneModule(self.stages(net)).state_dict()
-
 
 class ResNet18(ResNetBackbone):
     """torchvision ResNet-18 (11.7M parameters), stages at strides 4, 4, 8, 16, 32."""
@@ -111,7 +122,7 @@ class ResNet50(ResNetBackbone):
     builder = "resnet50"
 
 
-class MobileNetV3Large(ResNetBackbone):
+class MobileNetV3Large(TorchvisionBackbone):
     """torchvision MobileNetV3-Large (5.5M parameters), stages at strides 2, 4, 8, 16, 32.
 
     Stages end where the feature map halves: features[0:2], [2:4], [4:7], [7:13], [13:17].
@@ -134,6 +145,78 @@ class MobileNetV3Large(ResNetBackbone):
         return [features[a:b] for a, b in zip(self.bounds, self.bounds[1:], strict=False)]
 
 
+def dilate_after_stride(stage: nn.Module, previous: int, rate: int) -> None:
+    """Trade a stage's stride-2 convolution for dilation (DeepLab's rule, for any conv net).
+
+    The strided convolution runs at stride 1 with the dilation of the stage before (`previous`);
+    every later convolution of the stage gets `rate`. An even kernel (ConvNeXt's 2x2 downsampling)
+    keeps its size with "same" padding.
+    """
+    seen_stride = False
+    for conv in stage.modules():
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        k = conv.kernel_size[0]
+        if conv.stride == (2, 2) and not seen_stride:
+            seen_stride, conv.stride, d = True, (1, 1), previous
+            if k % 2 == 0:
+                conv.padding = "same"
+                continue
+        elif not seen_stride:
+            continue
+        else:
+            d = rate
+        if k > 1:
+            conv.dilation, conv.padding = (d, d), (d * (k - 1) // 2, d * (k - 1) // 2)
+
+
+class FeaturesBackbone(TorchvisionBackbone):
+    """A torchvision model whose `features`, cut at `bounds`, are the stages; the last ones dilate for stride 16 / 8."""
+
+    output_strides: ClassVar[tuple[int, ...]] = (8, 16, 32)
+    classifier_prefixes = ("classifier.",)
+    bounds: ClassVar[tuple[int, ...]]
+
+    def torchvision_model(self, output_stride: int = 32) -> nn.Module:
+        if output_stride not in self.output_strides:
+            raise Unsupported(f"{self.name} supports output strides {self.output_strides}, not {output_stride}")
+        net = getattr(models, self.builder)(weights=None)
+        stages = self.stages(net)
+        if output_stride <= 16:
+            dilate_after_stride(stages[-1], previous=2 if output_stride == 8 else 1, rate=32 // output_stride)
+        if output_stride == 8:
+            dilate_after_stride(stages[-2], previous=1, rate=2)
+        return net
+
+    def stages(self, net: Any) -> list[nn.Module]:
+        return [net.features[a:b] for a, b in zip(self.bounds, self.bounds[1:], strict=False)]
+
+
+class ConvNeXtTiny(FeaturesBackbone):
+    """torchvision ConvNeXt-Tiny (28.6M parameters), stages at strides 4, 8, 16, 32.
+
+    The classifier's LayerNorm is kept as the end of the last stage (applied per position, before
+    the task's pooling), so its pretrained statistics are not lost.
+    """
+
+    name = "convnext_tiny"
+    builder = "convnext_tiny"
+    classifier_prefixes = ("classifier.2.",)
+    bounds = (0, 2, 4, 6, 8)
+
+    def stages(self, net: Any) -> list[nn.Module]:
+        *early, last = super().stages(net)
+        return [*early, nn.Sequential(*last.children(), net.classifier[0])]
+
+
+class EfficientNetB0(FeaturesBackbone):
+    """torchvision EfficientNet-B0 (5.3M parameters), stages at strides 2, 4, 8, 16, 32."""
+
+    name = "efficientnet_b0"
+    builder = "efficientnet_b0"
+    bounds = (0, 2, 3, 4, 6, 9)
+
+
 @hookimpl
 def bench_backbones() -> list[type[Backbone]]:
-    return [ResNet18, ResNet50, MobileNetV3Large]
+    return [ResNet18, ResNet50, MobileNetV3Large, ConvNeXtTiny, EfficientNetB0]
