@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -102,8 +102,14 @@ def run(
         raise typer.Exit(1)
 
 
-def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
-    """List the grid of SUITE without running it: each cell, and whether it is done, to run or skipped."""
+def plan(
+    suite: SuiteArg = DEFAULT_SUITE,
+    calibrate: Annotated[
+        bool, typer.Option("--calibrate", help="Time a few synthetic training steps where no throughput is recorded.")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="Device to calibrate on (default: the suite's).")] = None,
+) -> None:
+    """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
     from harness.cell import plan_cells, pretrain_cell
     from harness.registry import default_registry
     from harness.store import Store
@@ -137,6 +143,29 @@ def plan(suite: SuiteArg = DEFAULT_SUITE) -> None:
             f"{'checkpoint cached' if done else 'to run'}"
         )
     stdout.print(", ".join(f"{n} {state}" for state, n in states.items()) + f"; results in {store.root}")
+    todo = [c for c in cells if not c.skip_reason and not store.is_done(c.key, c.keep_model)]
+    if todo:
+        _print_estimate(todo, registry, store, device or loaded.device, calibrate)
+
+
+def _print_estimate(cells: list[Any], registry: Any, store: Any, device: str, calibrate: bool) -> None:
+    from harness.estimate import estimate
+
+    groups = estimate(cells, registry, store, device, calibrate)
+    table = Table(title="estimated cost of the cells to run", title_justify="left")
+    columns = ("task", "backbone", "cells", "train images", "eval images", "train images/s", "device-hours", "from")
+    for column in columns:
+        table.add_column(column)
+    for g in groups:
+        rate = f"{g.images_per_second:.1f}" if g.images_per_second else "-"
+        hours = f"{g.device_hours:.2f}" if g.device_hours is not None else "-"
+        row = (g.task, g.backbone, str(g.cells), f"{g.train_images:,}", f"{g.eval_images:,}", rate, hours, g.source)
+        table.add_row(*(escape(x) for x in row))
+    stdout.print(table)
+    known = [g.device_hours for g in groups if g.device_hours is not None]
+    missing = len(groups) - len(known)
+    total = f"{sum(known):.2f} device-hours" + (f" (+ {missing} groups not estimated)" if missing else "")
+    stdout.print(f"estimated total: {total}; full fine-tuning throughput, an upper bound for frozen strategies")
 
 
 def report(

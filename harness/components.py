@@ -187,6 +187,10 @@ class Dataset(Component):
     @abstractmethod
     def class_names(self, kind: str) -> list[str]: ...
 
+    def shape(self, kind: str) -> tuple[dict[str, int], int]:
+        """(images per split, number of classes), for planning; reads the data unless told otherwise."""
+        return {split: len(self.load(kind, split)) for split in self.splits}, len(self.class_names(kind))  # type: ignore[arg-type]
+
 
 # --- strategies ----------------------------------------------------------------------------
 

@@ -191,3 +191,31 @@ def test_command_line_overrides_are_validated(finished_run, tmp_path: Path) -> N
     done = runner.invoke(app, ["run", str(suite), "--output", str(elsewhere), "--device", "cpu", "-q"])
     assert done.exit_code == 0
     assert len(list((elsewhere / "cells").glob("*.json"))) == 9  # the same cells, stored elsewhere
+
+
+def test_plan_estimates_the_cost_of_the_cells_to_run(tmp_path: Path) -> None:
+    from tests.conftest import tiny_suite, to_toml
+
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, {"name": "linear_probe"}])
+    data["tasks"] = data["tasks"][:1]
+    data["training"] = {**data["training"], "epochs": 2}
+    data["tasks"].append(
+        {"name": "cifar", "kind": "classification", "dataset": {"name": "cifar10", "options": {"root": str(tmp_path)}}}
+    )
+    suite = tmp_path / "suite.toml"
+    suite.write_text(to_toml(data))
+    result = runner.invoke(app, ["plan", str(suite), "--calibrate"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in result.output.splitlines()
+        if line.startswith("│")
+    }
+    # shapes: 2 cells x 2 epochs x 16 training images; 2 x (2 x 8 val + 8 test) evaluation images
+    backbone, cells, train, evaluation, rate, hours, source = rows["cls"]
+    assert backbone == "resnet18"
+    assert (cells, train, evaluation) == ("2", "64", "48") and source.startswith("calibrated on cpu")
+    assert float(rate) > 0 and hours != "-"
+    # CIFAR-10 files absent: the release's nominal sizes (45,000 training images after the 10% holdout)
+    assert rows["cifar"][1:3] == ["2", "180,000"] and rows["cifar"][-1].startswith("calibrated on cpu")
+    assert "estimated total:" in result.output

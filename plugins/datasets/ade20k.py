@@ -44,6 +44,7 @@ class ADE20K(RealDataset):
     name = "ade20k"
     kinds = ("segmentation",)
     source_splits: ClassVar[dict[str, str]] = {"train": "training", "test": "validation"}
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"segmentation": (20210, 2000, 150)}
     layout = (
         "ROOT/ADEChallengeData2016/images/{training,validation}/*.jpg and "
         "ROOT/ADEChallengeData2016/annotations/{training,validation}/*.png"

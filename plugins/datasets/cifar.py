@@ -27,6 +27,7 @@ class Cifar10(RealDataset):
     source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "test"}
     layout = "ROOT/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
     downloadable = True
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"classification": (50000, 10000, 10)}
     reader: ClassVar[type[datasets.CIFAR10]] = datasets.CIFAR10
 
     def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
@@ -42,6 +43,7 @@ class Cifar100(Cifar10):
 
     name = "cifar100"
     layout = "ROOT/cifar-100-python/ with train, test and meta"
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"classification": (50000, 10000, 100)}
     reader = datasets.CIFAR100
 
 

@@ -26,6 +26,7 @@ class Cityscapes(RealDataset):
     name = "cityscapes"
     kinds = ("segmentation",)
     source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"segmentation": (2975, 500, 19)}
     layout = "ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png and ROOT/gtFine/<split>/<city>/*_gtFine_labelIds.png"
 
     def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:

@@ -31,6 +31,7 @@ class COCO(RealDataset):
     Options = COCOOptions
     options: COCOOptions
     source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"detection": (118287, 5000, 80)}
 
     def expected_layout(self) -> str:
         y = self.options.year

@@ -55,6 +55,9 @@ class RealDataset(Dataset):
     layout: ClassVar[str] = ""
     #: torchvision can download it (`download = true`)
     downloadable: ClassVar[bool] = False
+    #: per task kind: (images in the source training split, in the source test split, classes) of
+    #: the full release, for `bench plan` on a machine without the files
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {}
 
     @abstractmethod
     def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
@@ -75,6 +78,19 @@ class RealDataset(Dataset):
             indices = indices[: self.options.limit]
         transform = self.transform(kind, train=split == "train" and self.options.augment)
         return Transformed(Subset(data, indices), transform)
+
+    def shape(self, kind: str) -> tuple[dict[str, int], int]:
+        """Split sizes and classes from the files, or from the release's nominal sizes when they are absent."""
+        try:
+            return super().shape(kind)
+        except BenchError:
+            if kind not in self.nominal:
+                raise
+        train, test, classes = self.nominal[kind]
+        if self.options.limit is not None:
+            train, test = min(train, self.options.limit), min(test, self.options.limit)
+        held = max(1, round(self.options.val_fraction * train))
+        return {"train": train - held, "val": held, "test": test}, classes
 
     def missing(self, exc: BaseException) -> BenchError:
         root = Path(self.options.root).expanduser()

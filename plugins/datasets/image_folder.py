@@ -52,6 +52,7 @@ class ImageNet(RealDataset):
 
     name = "imagenet"
     kinds = ("classification",)
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {"classification": (1281167, 50000, 1000)}
     layout = (
         "ROOT/ILSVRC2012_img_train.tar, ROOT/ILSVRC2012_img_val.tar and ROOT/ILSVRC2012_devkit_t12.tar.gz "
         "(or the train/ and val/ folders torchvision extracts from them, with meta.bin)"

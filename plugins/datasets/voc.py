@@ -36,6 +36,11 @@ class VOC(RealDataset):
     Options = VOCOptions
     options: VOCOptions
     downloadable = True
+    #: VOC 2012: detection train / val, segmentation train / val
+    nominal: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "detection": (5717, 5823, 20),
+        "segmentation": (1464, 1449, 21),
+    }
     source_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "val"}
 
     def expected_layout(self) -> str:
