@@ -12,6 +12,7 @@ the file torchvision would download, read from the torch hub cache.
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -63,12 +64,13 @@ class TorchvisionBackbone(Backbone):
     def named_weights(self) -> dict[str, NamedWeights]:
         return torchvision_weights(self.builder)
 
+    @abstractmethod
     def torchvision_model(self, output_stride: int = 32) -> Any:
         """The torchvision model, dilated so its last stage has `output_stride`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stages(self, net: Any) -> list[nn.Module]:
-        raise NotImplementedError
+        """The model's modules that make the backbone's stages, input to output."""
 
     def build(self, output_stride: int = 32) -> BackboneModule:
         return BackboneModule(self.stages(self.torchvision_model(output_stride)))

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from bench_plugins.datasets.common import IGNORE, RealDataset
+from bench_plugins.datasets.common import IGNORE, MapTargets, RealDataset
 from torchvision import datasets
 
 from harness import Dataset, hookimpl
@@ -31,22 +31,16 @@ class Cityscapes(RealDataset):
 
     def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
         root = str(Path(self.options.root).expanduser())
-        return _TrainIds(datasets.Cityscapes(root, split=source_split, mode="fine", target_type="semantic"))
+        return MapTargets(
+            datasets.Cityscapes(root, split=source_split, mode="fine", target_type="semantic"), _train_ids
+        )
 
     def class_names(self, kind: str) -> list[str]:
         return CLASSES
 
 
-class _TrainIds(torch.utils.data.Dataset):
-    def __init__(self, data: datasets.Cityscapes) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
-        image, label_ids = self.data[index]
-        return image, torch.from_numpy(TRAIN_IDS[np.asarray(label_ids, dtype=np.uint8)])
+def _train_ids(label_ids: Any) -> torch.Tensor:
+    return torch.from_numpy(TRAIN_IDS[np.asarray(label_ids, dtype=np.uint8)])
 
 
 @hookimpl

@@ -13,6 +13,7 @@ backbone's weights say which mean and std).
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -149,6 +150,21 @@ class Transformed(torch.utils.data.Dataset):
             image, mask = self.transform(image, tv_tensors.Mask(target))
             return image, mask.as_subclass(torch.Tensor).squeeze(0).long()
         return self.transform(image), int(target)
+
+
+class MapTargets(torch.utils.data.Dataset):
+    """A dataset whose targets pass through `convert` (a mask's ids to class indices, an XML tree to boxes)."""
+
+    def __init__(self, data: torch.utils.data.Dataset, convert: Callable[[Any], Any]) -> None:
+        self.data = data
+        self.convert = convert
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, target = self.data[index]
+        return image, self.convert(target)
 
 
 def detection_target(boxes: list[list[float]], labels: list[int], ignored: list[bool]) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from bench_plugins.datasets.common import RealDataset, RealDatasetOptions, detection_target
+from bench_plugins.datasets.common import MapTargets, RealDataset, RealDatasetOptions, detection_target
 from torchvision import datasets
 
 from harness import Dataset, hookimpl
@@ -50,42 +50,30 @@ class VOC(RealDataset):
         root = str(Path(self.options.root).expanduser())
         year, download = self.options.year, self.options.download
         if kind == "detection":
-            return _Detections(datasets.VOCDetection(root, year=year, image_set=source_split, download=download))
-        return _Masks(datasets.VOCSegmentation(root, year=year, image_set=source_split, download=download))
+            return MapTargets(datasets.VOCDetection(root, year=year, image_set=source_split, download=download), _boxes)
+        return MapTargets(
+            datasets.VOCSegmentation(root, year=year, image_set=source_split, download=download), _classes
+        )
 
     def class_names(self, kind: str) -> list[str]:
         return CLASSES if kind == "detection" else ["background", *CLASSES]
 
 
-class _Detections(torch.utils.data.Dataset):
-    def __init__(self, data: datasets.VOCDetection) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, torch.Tensor]]:
-        image, annotation = self.data[index]
-        objects = annotation["annotation"].get("object", [])
-        boxes, labels, difficult = [], [], []
-        for obj in objects if isinstance(objects, list) else [objects]:
-            box = obj["bndbox"]
-            boxes.append([float(box["xmin"]) - 1, float(box["ymin"]) - 1, float(box["xmax"]), float(box["ymax"])])
-            labels.append(CLASSES.index(obj["name"]))
-            difficult.append(obj.get("difficult", "0") == "1")
-        return image, detection_target(boxes, labels, difficult)
+def _boxes(annotation: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """VOC's parsed XML as boxes (1-based corners made 0-based), labels and `difficult` as `iscrowd`."""
+    objects = annotation["annotation"].get("object", [])
+    boxes, labels, difficult = [], [], []
+    for obj in objects if isinstance(objects, list) else [objects]:
+        box = obj["bndbox"]
+        boxes.append([float(box["xmin"]) - 1, float(box["ymin"]) - 1, float(box["xmax"]), float(box["ymax"])])
+        labels.append(CLASSES.index(obj["name"]))
+        difficult.append(obj.get("difficult", "0") == "1")
+    return detection_target(boxes, labels, difficult)
 
 
-class _Masks(torch.utils.data.Dataset):
-    def __init__(self, data: datasets.VOCSegmentation) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
-        image, mask = self.data[index]  # a palette PNG: the palette index is the class, 255 the void border
-        return image, torch.from_numpy(np.asarray(mask, dtype=np.int64))
+def _classes(mask: Any) -> torch.Tensor:
+    """A palette PNG: the palette index is the class, 255 the void border."""
+    return torch.from_numpy(np.asarray(mask, dtype=np.int64))
 
 
 @hookimpl
