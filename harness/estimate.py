@@ -48,11 +48,14 @@ class GroupEstimate:
         return (seconds + self.eval_images / (EVAL_SPEEDUP * self.images_per_second)) / 3600
 
 
-def images_of(cell: Cell, registry: Registry) -> tuple[int, int]:
-    """(training images, evaluation images) a cell processes: its step budget, validation every epoch, one test pass."""
+def dataset_shape(cell: Cell, registry: Registry) -> tuple[dict[str, int], int]:
+    """(images per split, classes) of a cell's dataset."""
     spec = cell.settings["task"]
-    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
-    sizes, _ = dataset.shape(spec["kind"])
+    return registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"]).shape(spec["kind"])
+
+
+def images_of(cell: Cell, sizes: dict[str, int]) -> tuple[int, int]:
+    """(training images, evaluation images) a cell processes: its step budget, validation every epoch, one test pass."""
     training = Training(**cell.settings["training"])
     per_epoch = max(1, sizes["train"] // training.batch_size)
     steps, epochs = step_budget(training, per_epoch)
@@ -70,11 +73,14 @@ def estimate(
     recorded = _recorded(store)
     setup = resolve_device(device, amp=True) if calibrate else None
     found = []
+    shapes: dict[str, tuple[dict[str, int], int]] = {}  # by task: reading a dataset's files once is enough
     for (task, backbone), members in groups.items():
         train = evaluation = 0
         try:
+            if task not in shapes:
+                shapes[task] = dataset_shape(members[0], registry)
             for cell in members:
-                t, e = images_of(cell, registry)
+                t, e = images_of(cell, shapes[task][0])
                 train, evaluation = train + t, evaluation + e
         except Exception as exc:  # a dataset that cannot say its size: no estimate, but the plan goes on
             why = str(exc).split(";")[0]
@@ -83,7 +89,8 @@ def estimate(
         rate = recorded.get((task, members[0].settings["backbone"]["name"]))
         source = "recorded" if rate else "not measured: run `bench plan --calibrate`"
         if rate is None and setup is not None:
-            rate, source = _calibrate(members[0], registry, setup), f"calibrated on {setup.name}"
+            rate = _calibrate(members[0], registry, setup, shapes[task][1])
+            source = f"calibrated on {setup.name}"
         found.append(GroupEstimate(task, backbone, len(members), train, evaluation, rate, source))
     return found
 
@@ -98,12 +105,11 @@ def _recorded(store: Store) -> dict[tuple[str, str], float]:
     return {key: sum(values) / len(values) for key, values in rates.items() if values}
 
 
-def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, steps: int = 3) -> float:
+def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int, steps: int = 3) -> float:
     """Training images/s of full fine-tuning on synthetic batches shaped like the cell's."""
     spec = cell.settings["task"]
     task: Task = registry.create("task", spec["kind"], spec["options"])
     dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
-    classes = dataset.shape(spec["kind"])[1]
     training = Training(**cell.settings["training"])
     seed_everything(0)
     backbone = registry.create("backbone", cell.settings["backbone"]["name"]).build(task.output_stride())
