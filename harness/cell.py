@@ -159,7 +159,7 @@ def _cell(
     pretrain_keys: dict[str, str],
 ) -> Cell:
     strategy_obj = registry.create("strategy", strategy.name, variant.options)
-    backbone_obj = registry.create("backbone", backbone.name)
+    backbone_obj = registry.create("backbone", backbone.name, backbone.options)
     task_obj = registry.create("task", task.kind, task.options)
     weights, pretrain = _resolve_weights(backbone.weights, strategy_obj.from_scratch, pretrain_keys, backbone_obj)
     training = variant.training
@@ -174,7 +174,12 @@ def _cell(
     settings = {
         "version": SETTINGS_VERSION,
         "task": task_settings(task_obj, task.dataset, task.options, task.metric),
-        "backbone": {"name": backbone.name, "weights": weights},
+        # options only when given, so cells of option-less backbones keep their keys
+        "backbone": {
+            "name": backbone.name,
+            "weights": weights,
+            **({"options": backbone.options} if backbone.options else {}),
+        },
         "strategy": strategy_settings,
         "training": training.model_dump(),
         "seed": seed,

@@ -102,6 +102,8 @@ class Backbone(Component):
 
     #: Output strides this backbone can be built with (via dilation of the last stages).
     output_strides: ClassVar[tuple[int, ...]] = (32,)
+    #: Why this backbone's stages cannot feed a dense-prediction head (detection, segmentation); "" if they can.
+    no_dense_prediction: ClassVar[str] = ""
 
     def named_weights(self) -> dict[str, NamedWeights]:
         """Weights by name, `DEFAULT` included as an alias of the recommended ones; none by default."""
@@ -134,9 +136,12 @@ class Task(Component):
     #: Metrics this task reports; the first is the default a suite ranks by.
     metrics: ClassVar[tuple[str, ...]]
 
+    #: Whether the head reads a dense feature map (detection, segmentation) rather than a pooled vector.
+    dense: ClassVar[bool] = False
+
     def check(self, backbone: Backbone) -> str | None:
         """Why this task cannot wrap `backbone`, or None when it can."""
-        return None
+        return (backbone.no_dense_prediction or None) if self.dense else None
 
     def output_stride(self) -> int:
         return 32

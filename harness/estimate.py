@@ -112,7 +112,8 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
     dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
     training = Training(**cell.settings["training"])
     seed_everything(0)
-    backbone = registry.create("backbone", cell.settings["backbone"]["name"]).build(task.output_stride())
+    chosen = cell.settings["backbone"]
+    backbone = registry.create("backbone", chosen["name"], chosen.get("options")).build(task.output_stride())
     model = task.build_model(backbone, classes).to(setup.device).train()
     optimizer = build_optimizer([{"params": list(model.parameters())}], training)  # type: ignore[list-item]
     size = int(getattr(dataset.options, "image_size", 224))

@@ -26,6 +26,7 @@ BUILTIN = "bench (built-in)"
 ENTRY_POINT_GROUP = "bench"
 BUILTIN_PLUGINS = (
     "bench_plugins.backbones.torchvision_backbones",
+    "bench_plugins.backbones.timm_backbone",
     "bench_plugins.tasks.classification",
     "bench_plugins.tasks.detection",
     "bench_plugins.tasks.segmentation",

@@ -91,7 +91,7 @@ def _train(
     data_spec = settings["task"]["dataset"]
     dataset = registry.create("dataset", data_spec["name"], data_spec["options"])
     classes = dataset.class_names(kind)
-    backbone_plugin = registry.create("backbone", settings["backbone"]["name"])
+    backbone_plugin = registry.create("backbone", settings["backbone"]["name"], settings["backbone"].get("options"))
 
     backbone = backbone_plugin.build(output_stride=task.output_stride())
     _load_weights(backbone_plugin, backbone, settings["backbone"]["weights"], store)
@@ -157,7 +157,9 @@ def _teacher(
         path = identity_path(cell.settings["strategy"]["teacher_checkpoint"])
     else:
         return None
-    teacher = task.build_model(registry.create("backbone", spec["name"]).build(task.output_stride()), num_classes)
+    teacher = task.build_model(
+        registry.create("backbone", spec["name"], spec.get("options")).build(task.output_stride()), num_classes
+    )
     if wrapping is not None:  # the teacher's strategy may have wrapped modules (LoRA): wrap the same way
         registry.create("strategy", wrapping["name"], wrapping["options"]).prepare(teacher)
     try:

@@ -85,6 +85,7 @@ class BackboneSpec(Strict):
     name: str
     label: str | None = None
     weights: str = "none"
+    options: dict[str, Any] = {}
 
     @property
     def id(self) -> str:
@@ -389,13 +390,14 @@ def check_names(suite: Suite, registry: Registry) -> None:
     for i, b in enumerate(suite.backbones):
         key = f"backbones[{i}]"
         known("backbone", b.name, f"{key}.name")
+        options("backbone", b.name, b.options, f"{key}.options")
         try:
             source = parse_weights(b.weights)
         except ValueError as exc:
             fail(f"{key}.weights", str(exc))
         if source.kind == "named":
             try:
-                resolve_named(registry.create("backbone", b.name), source.value)
+                resolve_named(registry.create("backbone", b.name, b.options), source.value)
             except ValueError as exc:
                 fail(f"{key}.weights", str(exc))
         if source.kind == "pretrain" and source.value not in pretrain_names:

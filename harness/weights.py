@@ -20,7 +20,7 @@ import torch
 from harness.components import Backbone, BackboneModule, NamedWeights
 from harness.errors import BenchError
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,10 @@ def identity_path(identity: str) -> Path:
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BenchError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -123,3 +123,36 @@ def test_new_backbones_train_under_every_task(registry, name: str, kind: str) ->
 
     run = train_briefly(registry.create("strategy", "full"), kind, steps=1, backbone=name)
     assert run.changed and run.outcome.steps == 1
+
+
+def test_vit_reads_torchvision_checkpoints_and_matches_its_classifier_input(registry, tmp_path: Path) -> None:
+    """The last stage returns what torchvision's ViT feeds its head: the normalised class token."""
+    torch.manual_seed(2)
+    reference = models.vit_b_16().eval()
+    path = tmp_path / "vit_b_16.pth"
+    torch.save(reference.state_dict(), path)
+    backbone = registry.create("backbone", "vit_b_16")
+    module = backbone.build().eval()
+    load_into(backbone, module, read_checkpoint(path), str(path))
+    reference.heads = torch.nn.Identity()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ours = module(x)[-1]
+        expected = reference(x)
+    assert ours.shape == (1, 768, 1, 1)
+    assert torch.allclose(ours.flatten(1), expected, atol=1e-4)
+    with torch.no_grad():  # other sizes divisible by 16 read resized position embeddings
+        assert module(torch.randn(2, 3, 48, 64))[-1].shape == (2, 768, 1, 1)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        module(torch.randn(1, 3, 40, 40))
+
+
+def test_vit_is_classification_only_with_the_reason_recorded(registry) -> None:
+    from harness.testing import train_briefly
+
+    vit = registry.create("backbone", "vit_b_16")
+    for kind in ("detection", "segmentation"):
+        assert "no feature pyramid" in registry.create("task", kind).check(vit)
+    assert registry.create("task", "classification").check(vit) is None
+    run = train_briefly(registry.create("strategy", "full"), "classification", steps=1, backbone="vit_b_16")
+    assert run.changed and run.outcome.steps == 1

@@ -1,4 +1,4 @@
-"""torchvision's ResNet and MobileNetV3 as staged backbones.
+"""torchvision's ResNet, MobileNetV3, ConvNeXt, EfficientNet and ViT as staged backbones.
 
 Each is cut into five stages (strides 4/2, 4, 8, 16, 32) so tasks can take an FPN over the
 last stages or a dense head on the last one. Checkpoints in torchvision's own layout (e.g.
@@ -219,6 +219,103 @@ class EfficientNetB0(FeaturesBackbone):
     bounds = (0, 2, 3, 4, 6, 9)
 
 
+def as_token_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, L, D) tokens as an (N, D, 1, L) map, the 4-d shape every backbone stage returns."""
+    return tokens.transpose(1, 2).unsqueeze(2)
+
+
+def as_tokens(token_map: torch.Tensor) -> torch.Tensor:
+    return token_map.squeeze(2).transpose(1, 2)
+
+
+def resized_positions(positions: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """ViT position embeddings (class token first, then a square grid) resized bicubically to `grid`.
+
+    Lets a ViT pretrained at 224 px read other image sizes, as timm's `dynamic_img_size` does.
+    """
+    cls, patches = positions[:, :1], positions[:, 1:]
+    side = int(patches.shape[1] ** 0.5)
+    if (side, side) == grid:
+        return positions
+    square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    resized = nn.functional.interpolate(square, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([cls, resized.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
+
+
+class PatchEmbedding(nn.Module):
+    """ViT's first stage: 16x16 patches projected, class token prepended, position embeddings added."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.patch_size = net.patch_size
+        self.conv_proj = net.conv_proj
+        self.class_token = net.class_token
+        self.pos_embedding = net.encoder.pos_embedding
+        self.dropout = net.encoder.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"ViT needs image sides divisible by {self.patch_size}, got {height}x{width}")
+        patches = self.conv_proj(x)
+        grid = (patches.shape[-2], patches.shape[-1])
+        tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), patches.flatten(2).transpose(1, 2)], dim=1)
+        return as_token_map(self.dropout(tokens + resized_positions(self.pos_embedding, grid)))
+
+
+class EncoderStage(nn.Module):
+    """A run of ViT encoder blocks; the last stage ends with the final LayerNorm and returns the class token."""
+
+    def __init__(self, blocks: list[nn.Module], final_norm: nn.Module | None = None) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = final_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.blocks(as_tokens(x))
+        if self.norm is None:
+            return as_token_map(tokens)
+        return self.norm(tokens[:, :1]).transpose(1, 2).unsqueeze(-1)  # (N, D, 1, 1): the class token
+
+
+class ViTB16(TorchvisionBackbone):
+    """torchvision ViT-B/16 (86.6M parameters): patch embedding, then four stages of three encoder blocks.
+
+    Between stages the tokens travel as an (N, D, 1, 1 + patches) map; the last stage returns the
+    class token after the final LayerNorm as an (N, D, 1, 1) map, so classification's pooling and
+    linear head read exactly what torchvision's ViT classifier reads. Any image size divisible by
+    16 works (position embeddings are resized). Classification only: the stages are not a
+    feature pyramid.
+    """
+
+    name = "vit_b_16"
+    builder = "vit_b_16"
+    classifier_prefixes = ("heads.",)
+    no_dense_prediction = (
+        "vit_b_16 has no feature pyramid (one 1/16 token grid, no strided stages) for Faster R-CNN's FPN or "
+        "DeepLabV3's dilated stages; a dense ViT needs its own neck (e.g. ViTDet's simple pyramid)"
+    )
+    blocks_per_stage = 3
+
+    def torchvision_model(self, output_stride: int = 32) -> Any:
+        if output_stride not in self.output_strides:
+            raise Unsupported(f"{self.name} supports output strides {self.output_strides}, not {output_stride}")
+        return models.vit_b_16(weights=None)
+
+    def stages(self, net: Any) -> list[nn.Module]:
+        blocks = list(net.encoder.layers)
+        k = self.blocks_per_stage
+        groups = [blocks[i : i + k] for i in range(0, len(blocks), k)]
+        encoder = [EncoderStage(g, net.encoder.ln if i == len(groups) - 1 else None) for i, g in enumerate(groups)]
+        return [PatchEmbedding(net), *encoder]
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        positions = state_dict.get("encoder.pos_embedding")
+        if positions is not None and positions.shape[1] != 197:  # e.g. SWAG weights, trained at 384 px
+            state_dict = {**state_dict, "encoder.pos_embedding": resized_positions(positions, (14, 14))}
+        return super().convert_state_dict(state_dict)
+
+
 @hookimpl
 def bench_backbones() -> list[type[Backbone]]:
-    return [ResNet18, ResNet50, MobileNetV3Large, ConvNeXtTiny, EfficientNetB0]
+    return [ResNet18, ResNet50, MobileNetV3Large, ConvNeXtTiny, EfficientNetB0, ViTB16]

@@ -136,6 +136,7 @@ class Detection(Task):
     metrics = ("map", "map_50", "map_75")
     Options = DetectionOptions
     options: DetectionOptions
+    dense = True
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return DetectionModel(backbone, num_classes, self.options)

@@ -45,7 +45,11 @@ class Segmentation(StackedBatchesTask):
     Options = SegmentationOptions
     options: SegmentationOptions
 
+    dense = True
+
     def check(self, backbone: Backbone) -> str | None:
+        if reason := super().check(backbone):
+            return reason
         if self.options.output_stride not in backbone.output_strides:
             return (
                 f"{backbone.name} cannot be built with output stride {self.options.output_stride} "
