@@ -159,11 +159,19 @@ def _print_estimate(cells: list[Any], registry: Any, store: Any, device: str, ca
     for g in groups:
         rate = f"{g.images_per_second:.1f}" if g.images_per_second else "-"
         hours = f"{g.device_hours:.2f}" if g.device_hours is not None else "-"
-        row = (g.task, g.backbone, str(g.cells), f"{g.train_images:,}", f"{g.eval_images:,}", rate, hours, g.source)
+        sized = g.train_images or g.eval_images
+        images = (f"{g.train_images:,}", f"{g.eval_images:,}") if sized else ("-", "-")
+        row = (g.task, g.backbone, str(g.cells), *images, rate, hours, g.source)
         table.add_row(*(escape(x) for x in row))
     stdout.print(table)
     known = [g.device_hours for g in groups if g.device_hours is not None]
     missing = len(groups) - len(known)
+    if not known:
+        stdout.print(
+            f"estimated total: unknown, no throughput recorded for any of the {missing} groups; "
+            "`bench plan --calibrate` measures it on this machine"
+        )
+        return
     total = f"{sum(known):.2f} device-hours" + (f" (+ {missing} groups not estimated)" if missing else "")
     stdout.print(f"estimated total: {total}; full fine-tuning throughput, an upper bound for frozen strategies")
 
