@@ -47,7 +47,15 @@ def create_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    commands = (("run", run), ("plan", plan), ("report", report), ("plugins", plugins), ("weights", weights))
+    commands = (
+        ("run", run),
+        ("plan", plan),
+        ("report", report),
+        ("plot", plot),
+        ("compare", compare),
+        ("plugins", plugins),
+        ("weights", weights),
+    )
     for name, command in commands:
         app.command(name)(user_errors(command))
     return app
@@ -58,6 +66,18 @@ SuiteArg = Annotated[
     typer.Argument(help="Suite file (TOML), or the name of a bundled suite (default: the quickstart)."),
 ]
 DEFAULT_SUITE = Path("quickstart")
+SeedsOption = Annotated[
+    str | None, typer.Option(help="Seeds to run, comma-separated, e.g. 0,1,2 (overrides the suite's).")
+]
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds: {text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
 
 
 def suite_path(suite: Path) -> Path:
@@ -79,13 +99,16 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per cell.")] = False,
     output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite's).")] = None,
+    seeds: SeedsOption = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
     from harness.progress import QuietObserver, RichObserver
     from harness.runner import run_suite
     from harness.suite import load_suite, with_overrides
 
-    loaded = with_overrides(load_suite(suite_path(suite)), output=str(output) if output else None, device=device)
+    loaded = with_overrides(
+        load_suite(suite_path(suite)), output=str(output) if output else None, device=device, seeds=parse_seeds(seeds)
+    )
     observer = QuietObserver(stderr) if quiet or not stderr.is_terminal else RichObserver()
     try:
         summary = run_suite(loaded, fresh=fresh, observer=observer)
@@ -108,14 +131,15 @@ def plan(
         bool, typer.Option("--calibrate", help="Time a few synthetic training steps where no throughput is recorded.")
     ] = False,
     device: Annotated[str | None, typer.Option(help="Device to calibrate on (default: the suite's).")] = None,
+    seeds: SeedsOption = None,
 ) -> None:
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
     from harness.cell import plan_cells, pretrain_cell
     from harness.registry import default_registry
     from harness.store import Store
-    from harness.suite import load_suite
+    from harness.suite import load_suite, with_overrides
 
-    loaded = load_suite(suite_path(suite))
+    loaded = with_overrides(load_suite(suite_path(suite)), seeds=parse_seeds(seeds))
     registry = default_registry()
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)
@@ -180,24 +204,83 @@ def report(
     results: Annotated[Path, typer.Argument(help="Results directory, e.g. results/quickstart.")] = Path(
         "results/quickstart"
     ),
-    format: Annotated[str, typer.Option("--format", "-f", help="Any reporter: see `bench plugins`.")] = "markdown",
-    baseline: Annotated[str | None, typer.Option(help="Strategy to measure gains against.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Metric to report (default: the suite's).")] = None,
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="markdown, csv, json, html, latex, or a plugin's: see `bench plugins`."),
+    ] = "markdown",
+    baseline: Annotated[
+        str | None, typer.Option(help="Strategy to measure gains against (default: the suite's).")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric to report (default: each task's).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only this task (repeatable).")] = None,
+    backbone: Annotated[list[str] | None, typer.Option("--backbone", help="Only this backbone (repeatable).")] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", help="Only this strategy (repeatable); gains still use the baseline."),
+    ] = None,
+    sort: Annotated[str, typer.Option(help="Row order: plan, metric, gain, roi or cost.")] = "plan",
+    alpha: Annotated[float, typer.Option(help="Significance threshold of Welch's t-test.")] = 0.05,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     all_settings: Annotated[
         bool, typer.Option("--all-settings", help="Show every swept setting, not only the one selected on validation.")
     ] = False,
 ) -> None:
-    """Print the report of a results directory: per task, metric, gain over baseline, cost, ROI."""
+    """Print the report of a results directory: per task, metric with CI, gain and significance, cost, ROI."""
     from harness.registry import default_registry
-    from harness.report import build_report
+    from harness.report import ReportOptions, build_report
 
     registry = default_registry()
     if format not in registry.components["reporter"]:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(registry.names('reporter'))}")
-    built = build_report(results, baseline=baseline, metric=metric, all_settings=all_settings)
-    text = registry.create("reporter", format).render(built)
+    options = ReportOptions(
+        metric, baseline, tuple(task or ()), tuple(backbone or ()), tuple(strategy or ()), sort, alpha, all_settings
+    )
+    text = registry.create("reporter", format).render(build_report(results, options))
     if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        stderr.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def plot(
+    results: Annotated[Path, typer.Argument(help="Results directory, e.g. results/quickstart.")] = Path(
+        "results/quickstart"
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the PNGs (default: RESULTS/plots).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Strategy to measure gains against (default: the suite's).")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric to plot (default: each task's).")] = None,
+) -> None:
+    """Draw PNG figures: metric vs cost with the Pareto frontier, learning curves, a gain heatmap."""
+    from harness.plots import write_plots
+    from harness.report import ReportOptions, build_report
+
+    built = build_report(results, ReportOptions(metric=metric, baseline=baseline))
+    for path in write_plots(built, results, output or results / "plots"):
+        stdout.print(str(path))
+
+
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="The reference results directory.")],
+    run_b: Annotated[Path, typer.Argument(help="The results directory compared with it.")],
+    metric: Annotated[str | None, typer.Option(help="Metric to compare (default: each task's).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance threshold of Welch's t-test.")] = 0.05,
+    format: Annotated[str, typer.Option("--format", "-f", help="markdown, csv or json.")] = "markdown",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """Which cells changed beyond noise between two result directories (same statistics as the report)."""
+    from harness.compare import FORMATS, compare_runs, render_comparison
+
+    if format not in FORMATS:
+        raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(FORMATS)}")
+    text = render_comparison(compare_runs(run_a, run_b, metric=metric, alpha=alpha), format)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         stderr.print(f"wrote {output}")
     else:

@@ -49,6 +49,8 @@ BUILTIN_PLUGINS = (
     "bench_plugins.strategies.distill",
     "bench_plugins.executors.sequential",
     "bench_plugins.reporters.tables",
+    "bench_plugins.reporters.html",
+    "bench_plugins.reporters.latex",
 )
 HOOK_OF_KIND = {
     "backbone": "bench_backbones",

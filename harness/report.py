@@ -1,25 +1,63 @@
 """The report: per task, each backbone x strategy over seeds, its gain over the baseline, its cost, its ROI.
 
-Everything is computed with pandas on `load_results`' frame; reporters only format it.
+Everything is computed here with pandas and `harness.stats` on `load_results`' frame;
+reporters only format it, so every format shows the same numbers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
 from harness.errors import BenchError
+from harness.stats import ALPHA, CONFIDENCE, mean_interval, pareto_optimal, welch
 from harness.store import Store, load_results
 
-DEFINITIONS = (
-    "mean ± std over seeds (n = seeds with status ok), test split. "
-    "gain = mean - mean of the baseline strategy on the same task and backbone. "
-    "train time = mean wall seconds of training (validation excluded) on one device. "
-    "peak memory = CUDA max allocated, or the process's peak RSS on the CPU. "
-    "ROI = gain per device-hour of training."
-)
+SortOrder = Literal["plan", "metric", "gain", "roi", "cost"]
+SORT_ORDERS: tuple[str, ...] = ("plan", "metric", "gain", "roi", "cost")
+#: JSON reports carry this, so readers can tell a changed layout from a changed number
+SCHEMA = "bench.report/2"
+
+
+def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tuple[str, str]]:
+    """What every column means; printed under every human-readable report and in docs/report.md."""
+    level = f"{confidence:.0%}"
+    return [
+        ("metric", f"mean over seeds of the test-split metric ± the half-width of its {level} Student-t confidence "
+         "interval (t with n-1 degrees of freedom x sample standard deviation / √n); n = seeds with status ok"),
+        ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with Welch's "
+         f"{level} interval for a difference of means"),
+        ("significant", f"Welch's two-sided t-test of the gain has p < {alpha:g} (yes / no; - when a side has "
+         "fewer than two seeds)"),
+        ("device-hours", "mean training time of one cell (validation excluded), on one device"),
+        ("samples/s", "training samples per second"),
+        ("peak memory", "CUDA max allocated on a GPU, or the process's peak resident memory on the CPU"),
+        ("trainable", "parameters the strategy trains, and their share of the task model's parameters"),
+        ("FLOPs/sample", "forward and backward FLOPs of one training sample, where counted"),
+        ("ROI", "gain per device-hour of training, and gain per million trainable parameters"),
+        ("Pareto", "★: no other row of the task on the same device trains in fewer device-hours and scores "
+         "at least as high (or as fast and higher)"),
+        ("summary", "per task kind, a strategy's mean rank among the strategies of each task x backbone "
+         "(1 = best mean metric, ties averaged) and its mean gain"),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report and how; each field is a `bench report` option."""
+
+    metric: str | None = None
+    baseline: str | None = None
+    tasks: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ()
+    strategies: tuple[str, ...] = ()
+    sort: str = "plan"
+    alpha: float = ALPHA
+    all_settings: bool = False
 
 
 @dataclass
@@ -36,10 +74,16 @@ class TaskTable:
 class Report:
     source: str
     tables: list[TaskTable]
-    definitions: str = DEFINITIONS
+    summary: pd.DataFrame
+    alpha: float = ALPHA
+    confidence: float = CONFIDENCE
+
+    @property
+    def definitions(self) -> list[tuple[str, str]]:
+        return definitions(self.alpha, self.confidence)
 
     def to_frame(self) -> pd.DataFrame:
-        """All tables in one frame with `task`, `kind` and `metric` columns (CSV, JSON)."""
+        """All tables in one frame with `task`, `kind`, `metric` and `baseline` columns (CSV, JSON)."""
         frames = [t.rows.assign(task=t.task, kind=t.kind, metric=t.metric, baseline=t.baseline) for t in self.tables]
         if not frames:
             return pd.DataFrame()
@@ -48,29 +92,44 @@ class Report:
         return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def build_report(
-    path: str | Path, baseline: str | None = None, metric: str | None = None, all_settings: bool = False
-) -> Report:
+def _choose(frame: pd.DataFrame, column: str, chosen: tuple[str, ...], option: str) -> pd.DataFrame:
+    if not chosen:
+        return frame
+    allowed = list(dict.fromkeys(frame[column].astype(str)))
+    for name in chosen:
+        if name not in allowed:
+            raise BenchError(f"{option}: unknown {column} {name!r}; allowed: {', '.join(allowed)}")
+    return frame[frame[column].isin(chosen)]
+
+
+def build_report(path: str | Path, options: ReportOptions | None = None, **given: Any) -> Report:
     """Read a results directory and compute every table of the report.
 
     A strategy swept over several settings is shown at the one with the best validation score
     (or at every setting, with `all_settings`); the test split never takes part in the choice.
     """
+    options = options or ReportOptions(**given)
     frame = load_results(path)
     if frame.empty:
         raise BenchError(f"{path}: no results yet")
+    if options.sort not in SORT_ORDERS:
+        raise BenchError(f"--sort: unknown order {options.sort!r}; allowed: {', '.join(SORT_ORDERS)}")
+    if not 0 < options.alpha < 1:
+        raise BenchError(f"--alpha: {options.alpha} is not between 0 and 1")
+    baseline = options.baseline
     if baseline is None:
         baseline = Store(Path(path)).manifest().get("settings", {}).get("baseline")
     elif baseline not in set(frame["strategy"]):
         allowed = ", ".join(dict.fromkeys(frame["strategy"]))
         raise BenchError(f"--baseline: unknown strategy {baseline!r}; allowed: {allowed}")
     reported = [c.removeprefix("metric.") for c in frame.columns if c.startswith("metric.")]
-    if metric is not None and metric not in reported:
-        raise BenchError(f"--metric: no task reports {metric!r}; allowed: {', '.join(reported)}")
-    tables = [
-        _task_table(str(task), rows, baseline, metric, all_settings) for task, rows in frame.groupby("task", sort=False)
-    ]
-    return Report(str(path), tables)
+    if options.metric is not None and options.metric not in reported:
+        raise BenchError(f"--metric: no task reports {options.metric!r}; allowed: {', '.join(reported)}")
+    frame = _choose(frame, "task", options.tasks, "--task")
+    frame = _choose(frame, "backbone", options.backbones, "--backbone")
+    _choose(frame, "strategy", options.strategies, "--strategy")  # validated here, applied after the gains
+    tables = [_task_table(str(task), rows, baseline, options) for task, rows in frame.groupby("task", sort=False)]
+    return Report(str(path), tables, summarise(tables), options.alpha)
 
 
 def _select_settings(table: pd.DataFrame) -> pd.DataFrame:
@@ -92,70 +151,177 @@ def _status_text(statuses: pd.Series, reasons: pd.Series) -> str:
     return ", ".join(parts) + (f": {reason}" if reason else "")
 
 
-def _task_table(
-    task: str, rows: pd.DataFrame, baseline: str | None, metric: str | None, all_settings: bool
-) -> TaskTable:
+def _mean(series: pd.Series) -> float:
+    values = pd.to_numeric(series, errors="coerce")
+    return float(values.mean()) if values.notna().any() else math.nan
+
+
+def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, Any]:
+    """One backbone x strategy x setting over its seeds: the metric's interval and the costs."""
+    good = group[group["status"] == "ok"]
+    values = [float(v) for v in good[column] if pd.notna(v)]
+    interval = mean_interval(values)
+    trainable = float(good["cost.trainable_params"].max()) if len(good) else math.nan
+    total = float(good["cost.total_params"].max()) if len(good) else math.nan
+    train_seconds = _mean(good["cost.train_seconds"])
+    devices = sorted({str(d) for d in good["cost.device_name"].dropna() if d})
+    return {
+        "n": interval.n,
+        "mean": interval.mean,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "ci_half_width": interval.half_width,
+        "std": float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan,
+        "seed_values": values,
+        "val_mean": _mean(good[val_column]),
+        "train_seconds": train_seconds,
+        "train_device_hours": train_seconds / 3600,
+        "samples_per_second": _mean(good["cost.samples_per_second"]),
+        "peak_memory_mib": float(pd.to_numeric(good["cost.peak_memory_bytes"]).max()) / 2**20
+        if len(good)
+        else math.nan,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_pct": 100 * trainable / total if total else math.nan,
+        "flops_per_sample": _mean(good["cost.flops_per_sample"]),
+        "device": devices[0] if len(devices) == 1 else ("mixed: " + "; ".join(devices) if devices else ""),
+        "status": _status_text(group["status"], group["reason"]),
+    }
+
+
+def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: ReportOptions) -> TaskTable:
     kind = str(rows["task_kind"].iloc[0])
+    metric = options.metric
     if metric is None or rows.get(f"metric.{metric}", pd.Series(dtype=float)).isna().all():
         metric = str(rows["metric"].iloc[0])  # the suite's metric for tasks that do not report the one asked for
     column, val_column = f"metric.{metric}", f"val.{metric}"
     notes = []
     for name in (column, val_column):
         if name not in rows:
-            rows = rows.assign(**{name: float("nan")})
+            rows = rows.assign(**{name: math.nan})
     if "setting" not in rows:
         rows = rows.assign(setting="")
-    ok = rows[rows["status"] == "ok"]
-    groups = []
-    for (backbone, strategy, setting), group in rows.groupby(["backbone", "strategy", "setting"], sort=False):
-        good = ok[(ok["backbone"] == backbone) & (ok["strategy"] == strategy) & (ok["setting"] == setting)]
-        values = good[column].astype(float)
-        train_seconds = good["cost.train_seconds"].astype(float).mean()
-        trainable = good["cost.trainable_params"].max() if len(good) else float("nan")
-        total = good["cost.total_params"].max() if len(good) else float("nan")
-        groups.append(
-            {
-                "backbone": backbone,
-                "strategy": strategy,
-                "setting": setting,
-                "n": len(values),
-                "mean": values.mean(),
-                "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
-                "val_mean": good[val_column].astype(float).mean(),
-                "train_seconds": train_seconds,
-                "train_device_hours": train_seconds / 3600,
-                "samples_per_second": good["cost.samples_per_second"].astype(float).mean(),
-                "peak_memory_mib": good["cost.peak_memory_bytes"].astype(float).max() / 2**20,
-                "trainable_params": trainable,
-                "total_params": total,
-                "trainable_pct": 100 * trainable / total if total else float("nan"),
-                "flops_per_sample": good["cost.flops_per_sample"].astype(float).mean(),
-                "status": _status_text(group["status"], group["reason"]),
-            }
-        )
+    groups = [
+        {"backbone": backbone, "strategy": strategy, "setting": setting, **_group_row(group, column, val_column)}
+        for (backbone, strategy, setting), group in rows.groupby(["backbone", "strategy", "setting"], sort=False)
+    ]
     table = _select_settings(pd.DataFrame(groups))
     if (table.groupby(["backbone", "strategy"], sort=False).size() > 1).any():
         notes.append(
             f"strategies with several settings are shown at the setting with the best validation {metric} "
             "(final epoch, mean over seeds); the test split plays no part in the choice"
         )
-    if not all_settings:
+    if not options.all_settings:
         table = table[table["selected"]].reset_index(drop=True)
-    table["gain"] = float("nan")
-    if baseline is None:
-        notes.append("no baseline strategy set: gains and ROI are not computed")
-    else:
-        for backbone_key, part in table.groupby("backbone", sort=False):
-            backbone = str(backbone_key)
-            base = part[(part["strategy"] == baseline) & part["selected"]]
-            if base.empty or pd.isna(base["mean"].iloc[0]):
-                notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")
-                continue
-            table.loc[part.index, "gain"] = part["mean"] - base["mean"].iloc[0]
+    notes.extend(_gains(table, baseline, options.alpha))
     table["roi_per_device_hour"] = table["gain"] / table["train_device_hours"]
-    devices = ok["cost.device_name"].dropna().unique()
-    if len(devices) > 1:
-        notes.append(f"costs were measured on different devices ({', '.join(map(str, devices))})")
-    elif len(devices) == 1:
-        notes.append(f"costs measured on {devices[0]}")
+    table["roi_per_million_params"] = table["gain"] / (table["trainable_params"] / 1e6)
+    if options.strategies:
+        table = table[table["strategy"].isin(options.strategies)].reset_index(drop=True)
+    notes.extend(_mark_pareto(table))
+    table = _sorted(table, options.sort)
     return TaskTable(task, kind, metric, baseline, table, notes)
+
+
+def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]:
+    """Fill gain, its interval, its p-value and significance against each backbone's baseline row."""
+    for name in ("gain", "gain_ci_low", "gain_ci_high", "p_value"):
+        table[name] = math.nan
+    table["significant"] = None
+    if baseline is None:
+        return ["no baseline strategy set: gains and ROI are not computed (`--baseline STRATEGY` sets one)"]
+    notes = []
+    for backbone, part in table.groupby("backbone", sort=False):
+        base = part[(part["strategy"] == baseline) & part["selected"]]
+        if base.empty or not base["n"].iloc[0]:
+            notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")
+            continue
+        reference = base["seed_values"].iloc[0]
+        for index in part.index:
+            if index == base.index[0]:
+                table.loc[index, "gain"] = 0.0
+                continue
+            diff = welch(table.loc[index, "seed_values"], reference)
+            table.loc[index, ["gain", "gain_ci_low", "gain_ci_high", "p_value"]] = [
+                diff.diff, diff.low, diff.high, diff.p_value,
+            ]  # fmt: skip
+            table.at[index, "significant"] = diff.significant(alpha)
+    return notes
+
+
+def _mark_pareto(table: pd.DataFrame) -> list[str]:
+    """Pareto flags per device: device-hours measured on different devices are not one axis."""
+    table["pareto"] = False
+    devices = [d for d in dict.fromkeys(table["device"]) if d]
+    for device in devices:
+        part = table[table["device"] == device]
+        flags = pareto_optimal(list(part["train_device_hours"]), list(part["mean"]))
+        table.loc[part.index, "pareto"] = flags
+    if len(devices) > 1:
+        return [
+            f"costs were measured on {len(devices)} devices ({' | '.join(devices)}): device-hours, samples/s, "
+            "memory and ROI compare only between rows of the same device, and the Pareto marks are per device"
+        ]
+    return [f"costs measured on {devices[0]}"] if devices else []
+
+
+def _sorted(table: pd.DataFrame, order: str) -> pd.DataFrame:
+    column, ascending = {
+        "plan": (None, True),
+        "metric": ("mean", False),
+        "gain": ("gain", False),
+        "roi": ("roi_per_device_hour", False),
+        "cost": ("train_device_hours", True),
+    }[order]
+    if column is None:
+        return table
+    return table.sort_values(column, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def markdown_grid(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table (a `|` inside a cell becomes `/`)."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
+
+
+def summarise(tables: list[TaskTable]) -> pd.DataFrame:
+    """Per strategy and task kind: mean rank among the strategies of each task x backbone, and mean gain."""
+    ranked = []
+    for table in tables:
+        for _, part in table.rows.groupby("backbone", sort=False):
+            scored = part[part["n"] > 0]
+            if len(scored) < 2:
+                continue
+            ranks = scored["mean"].rank(ascending=False, method="average")
+            for index, rank in ranks.items():
+                ranked.append(
+                    {
+                        "strategy": scored.loc[index, "strategy"],
+                        "kind": table.kind,
+                        "task": table.task,
+                        "rank": float(rank),
+                        "of": len(scored),
+                        "gain": scored.loc[index, "gain"],
+                        "significant": scored.loc[index, "significant"] is True,
+                    }
+                )
+    columns = ["strategy", "kind", "mean_rank", "mean_gain", "groups", "significant_gains", "tasks"]
+    if not ranked:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(ranked)
+    summary = (
+        frame.groupby(["strategy", "kind"], sort=False)
+        .agg(
+            mean_rank=("rank", "mean"),
+            mean_gain=("gain", "mean"),
+            groups=("rank", "size"),
+            significant_gains=("significant", "sum"),
+            tasks=("task", lambda t: ", ".join(dict.fromkeys(t))),
+        )
+        .reset_index()
+    )
+    summary["significant_gains"] = summary["significant_gains"].astype(int)
+    return summary.sort_values(["kind", "mean_rank"], kind="stable").reset_index(drop=True)[columns]

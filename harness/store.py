@@ -101,13 +101,8 @@ class Store:
         return self.load(key, self.pretrain_dir)
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Every cell of a results directory as one row: labels, status, metrics, cost, settings.
-
-    Metric columns are ``metric.<name>`` (test split), ``val.<name>`` (validation split, final
-    epoch: what model selection may use), cost columns ``cost.<field>``.
-    Only cells of the suite's latest plan are included when a manifest lists them.
-    """
+def planned_results(path: str | Path) -> list[CellResult]:
+    """The results of the suite's latest plan, in plan order, labelled as the plan labels them."""
     store = Store(Path(path))
     if not store.cells_dir.is_dir():
         raise BenchError(f"{path}: not a results directory (no cells/ folder)")
@@ -117,10 +112,21 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if order:  # only the cells of the latest plan, in plan order
         results = sorted((r for r in results if r.key in order), key=lambda r: order[r.key])
     labels = manifest.get("labels", {})
-    rows = []
     for result in results:
         for field, value in labels.get(result.key, {}).items():
             setattr(result, field, value)
+    return results
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Every cell of a results directory as one row: labels, status, metrics, cost, settings.
+
+    Metric columns are ``metric.<name>`` (test split), ``val.<name>`` (validation split, final
+    epoch: what model selection may use), cost columns ``cost.<field>``.
+    Only cells of the suite's latest plan are included when a manifest lists them.
+    """
+    rows = []
+    for result in planned_results(path):
         row: dict[str, Any] = {
             "key": result.key,
             "task": result.task,

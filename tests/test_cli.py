@@ -64,7 +64,8 @@ def test_report_markdown(finished_run) -> None:
     assert len(rows) == 9
     scratch = [r for r in rows if "| scratch |" in r]
     assert all("| +0.0000 |" in r for r in scratch)  # the baseline's gain over itself
-    assert "ROI (gain/device-h)" in text and "*Definitions.*" in text
+    assert "gain/device-h" in text and "gain/M params" in text and "**Definitions.**" in text
+    assert "## Summary: which strategy to use" in text
     # a metric only some tasks report applies to those; the others keep theirs
     mixed = runner.invoke(app, ["report", str(results), "--metric", "map_75"]).output
     assert "## det (detection; metric `map_75`" in mixed and "## cls (classification; metric `top1`" in mixed
@@ -94,7 +95,8 @@ def test_report_csv_and_json_parse(finished_run) -> None:
         assert row.gain == pytest.approx(row.mean - base[row.task])
     document = json.loads(runner.invoke(app, ["report", str(results), "--format", "json"]).output)
     assert [t["task"] for t in document["tasks"]] == ["cls", "det", "seg"]
-    assert len(document["rows"]) == 9
+    assert document["schema"] == "bench.report/2"
+    assert sum(len(t["rows"]) for t in document["tasks"]) == 9
 
 
 def test_report_to_file_and_unknown_format(finished_run, tmp_path: Path) -> None:
@@ -104,7 +106,7 @@ def test_report_to_file_and_unknown_format(finished_run, tmp_path: Path) -> None
     assert target.read_text().startswith("# bench report")
     bad = runner.invoke(app, ["report", str(results), "--format", "docx"])
     assert bad.exit_code == 2
-    assert "unknown format 'docx'; allowed: csv, json, markdown" in bad.output
+    assert "unknown format 'docx'; allowed: csv, html, json, latex, markdown" in bad.output
 
 
 def test_plan_lists_cells_and_their_state(finished_run, tmp_path: Path) -> None:

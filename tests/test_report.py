@@ -84,4 +84,7 @@ def test_devices_are_never_mixed_silently(results: Path) -> None:
     manifest["cells"].append("g0")
     store.write_manifest(manifest)
     (table,) = build_report(results).tables
-    assert any(note.startswith("costs were measured on different devices") for note in table.notes)
+    rows = table.rows.set_index(["backbone", "strategy"])
+    assert rows.loc[("resnet18", "scratch"), "device"] == "mixed: NVIDIA H100 80GB HBM3; cpu (2 cores, 2 threads)"
+    assert rows.loc[("resnet18", "full"), "device"] == "cpu (2 cores, 2 threads)"
+    assert any(note.startswith("costs were measured on 2 devices") for note in table.notes)

@@ -1,0 +1,157 @@
+"""`bench plot`: the report's numbers as PNG figures a reader understands without the code.
+
+- `<task>-cost.png`: test metric (mean ± 95% CI) against training device-hours and against
+  trainable parameters, both log scale, with each panel's Pareto frontier;
+- `<task>-curves.png`: validation metric and training loss per epoch, one line per cell;
+- `gains-heatmap.png`: mean gain over the baseline, strategy x task (averaged over backbones).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, none opened
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from harness.report import Report, TaskTable
+from harness.stats import pareto_optimal
+from harness.store import planned_results
+
+MARKERS = "osD^vP*Xh<>"
+
+
+def file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _colours(names: list[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series) -> None:
+    flags = pareto_optimal(list(x.astype(float)), list(y.astype(float)))
+    points = sorted((float(a), float(b)) for a, b, f in zip(x, y, flags, strict=True) if f)
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.step(xs, ys, where="post", color="0.3", linestyle="--", linewidth=1, label="Pareto frontier", zorder=1)
+
+
+def cost_figure(table: TaskTable, path: Path) -> Path:
+    rows = table.rows[(table.rows["n"] > 0)]
+    strategies = list(dict.fromkeys(rows["strategy"]))
+    backbones = list(dict.fromkeys(rows["backbone"]))
+    colour, marker = _colours(strategies), {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(backbones)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True, layout="constrained")
+    panels = [("train_device_hours", "training device-hours per cell (log scale)"),
+              ("trainable_params", "trainable parameters (log scale)")]  # fmt: skip
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        usable = rows[rows[column].astype(float) > 0]
+        for row in usable.to_dict("records"):
+            error = None if math.isnan(row["ci_half_width"]) else row["ci_half_width"]
+            style = {"fmt": marker[row["backbone"]], "color": colour[row["strategy"]], "markersize": 7, "capsize": 3}
+            ax.errorbar(row[column], row["mean"], yerr=error, zorder=2, **style)
+        _frontier(ax, usable[column], usable["mean"])
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"test {table.metric} (mean ± 95% CI over seeds)")
+    handles = [plt.Line2D([], [], color=colour[s], marker="o", linestyle="", label=s) for s in strategies]
+    handles += [plt.Line2D([], [], color="0.4", marker=marker[b], linestyle="", label=b) for b in backbones]
+    handles.append(plt.Line2D([], [], color="0.3", linestyle="--", label="Pareto frontier"))
+    fig.legend(handles=handles, loc="outside right center", title="strategy / backbone", fontsize=8)
+    devices = [d for d in dict.fromkeys(rows["device"]) if d]
+    where = f"; costs from {len(devices)} devices, not comparable" if len(devices) > 1 else ""
+    fig.suptitle(f"{table.task} ({table.kind}): test {table.metric} against training cost{where}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(table: TaskTable, results: list, path: Path) -> Path:
+    cells = [r for r in results if r.task == table.task and r.status == "ok" and r.curve]
+    shown = set(zip(table.rows["backbone"], table.rows["strategy"], table.rows["setting"], strict=True))
+    cells = [r for r in cells if (r.backbone, r.strategy, r.setting) in shown]
+    colour = _colours(list(dict.fromkeys(table.rows["strategy"])))
+    backbones = list(dict.fromkeys(table.rows["backbone"]))
+    styles: list[Any] = ["-", "--", ":", "-."]
+    fig, (val_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    for r in cells:
+        epochs = [p["epoch"] for p in r.curve]
+        style = styles[backbones.index(r.backbone) % len(styles)] if r.backbone in backbones else "-"
+        values = [p.get("val", {}).get(table.metric, np.nan) for p in r.curve]
+        val_ax.plot(epochs, values, style, color=colour.get(r.strategy, "0.5"), alpha=0.8, linewidth=1.2)
+        loss_ax.plot(epochs, [p.get("train_loss", np.nan) for p in r.curve], style,
+                     color=colour.get(r.strategy, "0.5"), alpha=0.8, linewidth=1.2)  # fmt: skip
+    val_ax.set_xlabel("epoch")
+    val_ax.set_ylabel(f"validation {table.metric}")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (epoch mean)")
+    for ax in (val_ax, loss_ax):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    drawn = {r.strategy for r in cells}
+    handles = [plt.Line2D([], [], color=c, label=s) for s, c in colour.items() if s in drawn]
+    handles += [
+        plt.Line2D([], [], color="0.4", linestyle=styles[i % len(styles)], label=b) for i, b in enumerate(backbones)
+    ]
+    fig.legend(handles=handles, loc="outside right center", title="strategy / backbone", fontsize=8)
+    fig.suptitle(f"{table.task} ({table.kind}): learning curves, one line per cell (seed)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def gains_heatmap(report: Report, path: Path) -> Path | None:
+    """Mean gain over the baseline per strategy x task, averaged over backbones; None without gains."""
+    frame = report.to_frame()
+    if frame.empty or frame["gain"].isna().all():
+        return None
+    grid = frame.pivot_table(index="strategy", columns="task", values="gain", aggfunc="mean", sort=False)
+    size = (max(4.5, 2.0 + 1.3 * grid.shape[1]), 1.4 + 0.45 * grid.shape[0])
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(
+        range(grid.shape[1]), [f"{t}\n({m})" for t, m in zip(grid.columns, _metrics(report, grid), strict=True)]
+    )
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        if not math.isnan(value):
+            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(value) > 0.6 * limit else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="gain over the baseline (metric units)")
+    baselines = ", ".join(sorted({t.baseline for t in report.tables if t.baseline}))
+    ax.set_title(f"gain over {baselines or 'the baseline'}\n(test split, mean over backbones)", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _metrics(report: Report, grid: pd.DataFrame) -> list[str]:
+    by_task = {t.task: t.metric for t in report.tables}
+    return [by_task.get(str(task), "") for task in grid.columns]
+
+
+def write_plots(report: Report, results_dir: str | Path, output: Path) -> list[Path]:
+    """Every figure of the report into `output`; returns the files written."""
+    output.mkdir(parents=True, exist_ok=True)
+    results = planned_results(results_dir)
+    written = []
+    for table in report.tables:
+        stem = file_stem(table.task)
+        written.append(cost_figure(table, output / f"{stem}-cost.png"))
+        written.append(curves_figure(table, results, output / f"{stem}-curves.png"))
+    heatmap = gains_heatmap(report, output / "gains-heatmap.png")
+    if heatmap is not None:
+        written.append(heatmap)
+    return written

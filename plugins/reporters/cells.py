@@ -1,0 +1,146 @@
+"""The report's tables as rows of display strings, shared by the markdown, HTML and LaTeX reporters.
+
+One place decides the columns, their headers and how each number is written, so the three
+human-readable formats always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from harness.report import Report, TaskTable
+
+PARETO_MARK = "★"
+
+
+def missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def number(value: Any, digits: int = 4, signed: bool = False) -> str:
+    if missing(value):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def significant_figures(value: Any, figures: int = 3, signed: bool = False) -> str:
+    if missing(value):
+        return "-"
+    return f"{value:+.{figures}g}" if signed else f"{value:.{figures}g}"
+
+
+def count(value: Any) -> str:
+    if missing(value):
+        return "-"
+    value = float(value)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _significance(row: dict[str, Any], baseline: str | None) -> str:
+    if row["strategy"] == baseline and row["gain"] == 0:
+        return "baseline"
+    if row["significant"] is None or missing(row["p_value"]):
+        return "-"
+    return f"{'yes' if row['significant'] else 'no'} (p={row['p_value']:.2g})"
+
+
+def task_header(table: TaskTable, swept: bool, devices: bool) -> list[str]:
+    return [
+        "backbone",
+        "strategy",
+        *(["setting", f"val {table.metric}"] if swept else []),
+        *(["device"] if devices else []),
+        f"{table.metric} (95% CI, n)",
+        "gain (95% CI)",
+        "significant",
+        "device-h",
+        "samples/s",
+        "peak MiB",
+        "trainable (share)",
+        "GFLOPs/sample",
+        "gain/device-h",
+        "gain/M params",
+        "Pareto",
+        "status",
+    ]
+
+
+def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
+    """Header and display cells of one task table."""
+    rows = table.rows
+    swept = bool(len(rows)) and bool(rows["setting"].astype(bool).any())
+    devices = len({d for d in rows["device"] if d}) > 1  # costs from several devices: say which row is which
+    lines = []
+    for row in rows.to_dict("records"):
+        metric = f"{number(row['mean'])} ± {number(row['ci_half_width'])} ({row['n']})" if row["n"] else "-"
+        if row["n"] == 1:
+            metric = f"{number(row['mean'])} (1)"
+        gain = number(row["gain"], signed=True)
+        if not missing(row["gain_ci_low"]):
+            gain += f" [{number(row['gain_ci_low'], signed=True)}, {number(row['gain_ci_high'], signed=True)}]"
+        share = row["trainable_pct"]
+        trainable = f"{count(row['trainable_params'])} ({'-' if missing(share) else f'{share:.3g}'}%)"
+        setting = str(row["setting"]) + (" (selected)" if row["selected"] and not rows["selected"].all() else "")
+        flops = row["flops_per_sample"]
+        lines.append(
+            [
+                str(row["backbone"]),
+                str(row["strategy"]),
+                *([setting, number(row["val_mean"])] if swept else []),
+                *([row["device"] or "-"] if devices else []),
+                metric,
+                gain,
+                _significance(row, table.baseline),
+                significant_figures(row["train_device_hours"]),
+                number(row["samples_per_second"], 1),
+                number(row["peak_memory_mib"], 0),
+                trainable,
+                "-" if missing(flops) else significant_figures(flops / 1e9),
+                significant_figures(row["roi_per_device_hour"], signed=True),
+                significant_figures(row["roi_per_million_params"], signed=True),
+                PARETO_MARK if row["pareto"] else "",
+                str(row["status"]),
+            ]
+        )
+    return task_header(table, swept, devices), lines
+
+
+def summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the cross-task summary: one row per strategy, two columns per task kind."""
+    summary = report.summary
+    kinds = list(dict.fromkeys(summary["kind"]))
+    header = [
+        "strategy",
+        *[f"{kind} {what}" for kind in kinds for what in ("mean rank (groups)", "mean gain", "significant gains")],
+    ]
+    header.append("overall mean rank")
+    lines = []
+    for strategy, part in summary.groupby("strategy", sort=False):
+        by_kind = part.set_index("kind")
+        cells = [str(strategy)]
+        for kind in kinds:
+            if kind in by_kind.index:
+                row = by_kind.loc[kind]
+                cells += [
+                    f"{row['mean_rank']:.2f} ({int(row['groups'])})",
+                    number(row["mean_gain"], signed=True),
+                    str(int(row["significant_gains"])),
+                ]
+            else:
+                cells += ["-", "-", "-"]
+        overall = (part["mean_rank"] * part["groups"]).sum() / part["groups"].sum()
+        cells.append(f"{overall:.2f}")
+        lines.append(cells)
+    lines.sort(key=lambda cells: float(cells[-1]))
+    return header, lines
+
+
+def table_title(table: TaskTable, code: Callable[[str], str] = str) -> str:
+    """`task (kind; metric M, baseline B)`; `code` marks names up (markdown: backticks)."""
+    baseline = f", baseline {code(table.baseline)}" if table.baseline else ""
+    return f"{table.task} ({table.kind}; metric {code(table.metric)}{baseline})"

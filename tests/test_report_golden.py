@@ -1,0 +1,286 @@
+"""Golden tests: the report of tests/fixtures/golden against numbers checked by hand and against scipy.
+
+The fixture (written by tests/fixtures/make_golden.py) has, on task `cls` (top1, baseline
+`scratch`), backbone r18: scratch 0.50/0.52/0.54 (360 s), full 0.70/0.74/0.72 (720 s), probe
+0.60/0.66/0.63 (36 s), lora 0.49/0.53/0.51 (400 s), bitfit 0.40/0.80/0.60 (180 s), partial one ok
+seed 0.68 (540 s) plus a diverged and a failed one, distill three failed; backbone mnv3: full
+0.75/0.77/0.79 (1800 s) and no baseline. Task `seg` (miou): r18 scratch 0.30/0.32/0.34 on the CPU
+(3600 s), r18 full 0.40/0.42/0.44 on a GPU (360 s), and a backbone whose cells were all skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from harness.cli import create_app
+from harness.report import build_report
+from harness.result import CellResult
+from harness.store import Store
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+runner = CliRunner()
+app = create_app()
+
+# Student t quantiles from a printed t table (two-sided 95%): df 2 -> 4.303, df 4 -> 2.776
+T_2, T_4 = 4.303, 2.776
+
+
+@pytest.fixture(scope="module")
+def report():
+    return build_report(GOLDEN)
+
+
+def rows_of(report, task: str) -> pd.DataFrame:
+    table = next(t for t in report.tables if t.task == task)
+    return table.rows.set_index(["backbone", "strategy"])
+
+
+def test_means_and_student_t_intervals_by_hand(report) -> None:
+    cls = rows_of(report, "cls")
+    full = cls.loc[("r18", "full")]
+    assert full["n"] == 3 and full["mean"] == pytest.approx(0.72)
+    # s = 0.02, half-width = t(0.975, 2) * 0.02 / sqrt(3) = 4.303 * 0.011547 = 0.04968
+    assert full["ci_half_width"] == pytest.approx(T_2 * 0.02 / math.sqrt(3), rel=1e-3)
+    assert full["ci_low"] == pytest.approx(0.72 - 0.04968, abs=1e-4)
+    # probe: s = 0.03 -> half-width 4.303 * 0.03 / sqrt(3) = 0.07453
+    assert cls.loc[("r18", "probe"), "ci_half_width"] == pytest.approx(0.07453, rel=1e-3)
+    partial = cls.loc[("r18", "partial")]  # one ok seed: a mean, no interval
+    assert partial["n"] == 1 and partial["mean"] == pytest.approx(0.68) and math.isnan(partial["ci_half_width"])
+
+
+def test_gains_welch_intervals_and_significance(report) -> None:
+    cls = rows_of(report, "cls")
+    full = cls.loc[("r18", "full")]
+    # equal n and variances: se = sqrt(0.0004/3 + 0.0004/3) = 0.016330, Welch df = 4, t = 12.247
+    assert full["gain"] == pytest.approx(0.20)
+    assert full["gain_ci_low"] == pytest.approx(0.20 - T_4 * 0.016330, rel=1e-3)
+    assert full["gain_ci_high"] == pytest.approx(0.20 + T_4 * 0.016330, rel=1e-3)
+    assert full["p_value"] == pytest.approx(2 * stats.t.sf(0.20 / 0.016330, 4), rel=1e-3)
+    assert full["p_value"] == pytest.approx(0.000255, rel=1e-2) and full["significant"] is True
+    for strategy, values, significant in [
+        ("probe", [0.60, 0.66, 0.63], True),
+        ("lora", [0.49, 0.53, 0.51], False),
+        ("bitfit", [0.40, 0.80, 0.60], False),  # a larger gain than lora's loss, but too noisy to tell
+    ]:
+        row = cls.loc[("r18", strategy)]
+        reference = stats.ttest_ind(values, [0.50, 0.52, 0.54], equal_var=False)
+        assert row["p_value"] == pytest.approx(reference.pvalue, rel=1e-9)
+        ci = reference.confidence_interval(0.95)
+        assert (row["gain_ci_low"], row["gain_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+        assert row["significant"] is significant
+    assert cls.loc[("r18", "scratch"), "gain"] == 0 and cls.loc[("r18", "scratch"), "significant"] is None
+    partial = cls.loc[("r18", "partial")]  # one seed: a gain, but no test
+    assert partial["gain"] == pytest.approx(0.16) and partial["significant"] is None
+    assert math.isnan(partial["p_value"])
+
+
+def test_roi_columns(report) -> None:
+    cls = rows_of(report, "cls")
+    full, probe = cls.loc[("r18", "full")], cls.loc[("r18", "probe")]
+    assert full["train_device_hours"] == pytest.approx(0.2)
+    assert full["roi_per_device_hour"] == pytest.approx(0.20 / 0.2)
+    assert full["roi_per_million_params"] == pytest.approx(0.20 / (1000 / 1e6))
+    assert probe["roi_per_device_hour"] == pytest.approx(0.11 / 0.01)
+    assert probe["trainable_pct"] == pytest.approx(0.01)
+
+
+def test_pareto_flags(report) -> None:
+    cls = rows_of(report, "cls")
+    # (hours, top1): probe (0.01, .63) full (0.2, .72) partial (0.15, .68) mnv3 full (0.5, .77) are on the
+    # frontier; bitfit (0.05, .60), scratch (0.1, .52) and lora (0.111, .51) cost more than probe for less
+    on = {("r18", "probe"), ("r18", "full"), ("r18", "partial"), ("mnv3", "full")}
+    for index, flag in cls["pareto"].items():
+        assert flag == (index in on), index
+    seg = rows_of(report, "seg")  # two devices: each row is alone on its device's frontier
+    assert seg.loc[("r18", "scratch"), "pareto"] and seg.loc[("r18", "full"), "pareto"]
+    seg_table = next(t for t in report.tables if t.task == "seg")
+    assert any(n.startswith("costs were measured on 2 devices") for n in seg_table.notes)
+    assert not seg.loc[("vit", "full"), "pareto"]
+
+
+def test_failed_diverged_skipped_and_missing_baseline_are_shown(report) -> None:
+    cls, seg = rows_of(report, "cls"), rows_of(report, "seg")
+    assert cls.loc[("r18", "distill"), "status"] == "3 failed: RuntimeError: CUDA out of memory"
+    assert cls.loc[("r18", "distill"), "n"] == 0
+    assert cls.loc[("r18", "partial"), "status"] == "1 ok, 1 diverged, 1 failed: loss is nan at step 12"
+    assert seg.loc[("vit", "full"), "status"] == "3 skipped: vit_b_16 has no feature pyramid"
+    assert math.isnan(cls.loc[("mnv3", "full"), "gain"])
+    notes = next(t for t in report.tables if t.task == "cls").notes
+    assert "no ok 'scratch' result for backbone mnv3: its gains are not computed" in notes
+
+
+def test_summary_ranks_and_gains(report) -> None:
+    summary = report.summary.set_index(["strategy", "kind"])
+    # r18 on cls: full .72 > partial .68 > probe .63 > bitfit .60 > scratch .52 > lora .51; mnv3 has one row
+    for strategy, rank in [("full", 1), ("partial", 2), ("probe", 3), ("bitfit", 4), ("scratch", 5), ("lora", 6)]:
+        assert summary.loc[(strategy, "classification"), "mean_rank"] == rank
+        assert summary.loc[(strategy, "classification"), "groups"] == 1
+    assert summary.loc[("full", "classification"), "mean_gain"] == pytest.approx(0.20)
+    assert summary.loc[("full", "segmentation"), "mean_rank"] == 1
+    assert summary.loc[("scratch", "segmentation"), "mean_rank"] == 2
+    assert summary.loc[("full", "segmentation"), "significant_gains"] == 1
+    assert ("distill", "classification") not in summary.index  # no ok seed: no rank
+
+
+def test_markdown_report_golden_lines() -> None:
+    text = runner.invoke(app, ["report", str(GOLDEN)]).output
+    assert (
+        "| r18 | full | 0.7200 ± 0.0497 (3) | +0.2000 [+0.1547, +0.2453] | yes (p=0.00026) | 0.2 | 1.4 | 1024 | "
+        "1.00k (1%) | - | +1 | +200 | ★ | ok |"
+    ) in text
+    assert "| r18 | distill | - | - | - | - | - | - | - (-%) | - | - | - |  | 3 failed: RuntimeError" in text
+    assert "| full | 1.00 (1) | +0.2000 | 1 | 1.00 (1) | +0.1000 | 1 | 1.00 |" in text
+    assert "**significant**: Welch's two-sided t-test of the gain has p < 0.05" in text
+
+
+def test_options_filter_sort_and_threshold() -> None:
+    by_gain = build_report(GOLDEN, tasks=("cls",), backbones=("r18",), sort="gain").tables[0].rows
+    assert list(by_gain["strategy"]) == ["full", "partial", "probe", "bitfit", "scratch", "lora", "distill"]
+    cheap = build_report(GOLDEN, sort="cost", tasks=("cls",)).tables[0].rows
+    assert list(cheap["strategy"])[:2] == ["probe", "bitfit"]
+    only = build_report(GOLDEN, strategies=("probe",)).tables[0].rows  # gains still against scratch
+    assert list(only["strategy"]) == ["probe"] and only["gain"].iloc[0] == pytest.approx(0.11)
+    assert only["pareto"].iloc[0]
+    strict = rows_of(build_report(GOLDEN, alpha=0.001), "cls")
+    assert strict.loc[("r18", "full"), "significant"] and not strict.loc[("r18", "probe"), "significant"]
+    text = runner.invoke(app, ["report", str(GOLDEN), "--alpha", "0.001"]).output
+    assert "p < 0.001" in text
+    bad = runner.invoke(app, ["report", str(GOLDEN), "--task", "nope"])
+    assert bad.exit_code == 2 and "--task: unknown task 'nope'; allowed: cls, seg" in bad.output
+    bad = runner.invoke(app, ["report", str(GOLDEN), "--sort", "luck"])
+    assert bad.exit_code == 2 and "--sort: unknown order 'luck'; allowed: plan, metric, gain, roi, cost" in bad.output
+
+
+def test_csv_and_json_parse_back_to_the_same_numbers(report) -> None:
+    frame = pd.read_csv(io.StringIO(runner.invoke(app, ["report", str(GOLDEN), "-f", "csv"]).output))
+    assert len(frame) == 11
+    full = frame[(frame["task"] == "cls") & (frame["backbone"] == "r18") & (frame["strategy"] == "full")].iloc[0]
+    assert full["gain_ci_low"] == pytest.approx(rows_of(report, "cls").loc[("r18", "full"), "gain_ci_low"])
+    assert full["pareto"] and full["significant"]
+    document = json.loads(runner.invoke(app, ["report", str(GOLDEN), "-f", "json"]).output)
+    assert document["schema"] == "bench.report/2" and document["alpha"] == 0.05
+    cls = document["tasks"][0]
+    assert cls["task"] == "cls" and cls["metric"] == "top1" and cls["baseline"] == "scratch"
+    row = next(r for r in cls["rows"] if r["strategy"] == "full" and r["backbone"] == "r18")
+    assert row["seed_values"] == [0.70, 0.74, 0.72] and row["p_value"] == pytest.approx(0.000255, rel=1e-2)
+    distill = next(r for r in cls["rows"] if r["strategy"] == "distill")
+    assert distill["mean"] is None and distill["n"] == 0
+    assert {s["strategy"] for s in document["summary"]} == {"full", "partial", "probe", "bitfit", "scratch", "lora"}
+    assert "gain" in document["definitions"]
+    pd.json_normalize(document["tasks"], "rows", ["task"])  # loads as one frame
+
+
+class _Tables(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.external: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "link", "img") or any(k in ("src", "href") for k, _ in attrs):
+            self.external.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+
+def test_html_is_one_self_contained_file_with_every_table() -> None:
+    text = runner.invoke(app, ["report", str(GOLDEN), "-f", "html"]).output
+    parser = _Tables()
+    parser.feed(text)
+    assert not parser.external  # no script, stylesheet or image to fetch
+    cls, seg, summary = parser.tables
+    assert len(cls) == 1 + 8 and len(seg) == 1 + 3 and len(summary) == 1 + 6
+    assert all(len(row) == len(cls[0]) for row in cls)
+    assert cls[2][:3] == ["r18", "full", "0.7200 ± 0.0497 (3)"]
+    assert '<tr class="pareto">' in text and "Definitions" in text
+
+
+def test_latex_is_booktabs_and_compiles_when_tex_is_installed(tmp_path: Path) -> None:
+    text = runner.invoke(app, ["report", str(GOLDEN), "-f", "latex"]).output
+    assert text.count(r"\toprule") == text.count(r"\bottomrule") == 3 and r"\usepackage{booktabs}" in text
+    assert text.count(r"\begin{") == text.count(r"\end{")
+    body = text.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+    header = text.split(r"\toprule")[1].split(r"\midrule")[0].strip()
+    columns = header.count(" & ") + 1
+    assert all(line.count(" & ") + 1 == columns for line in body)
+    assert r"0.7200 $\pm$ 0.0497 (3)" in text and r"$\star$" in text
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        pytest.skip("no TeX engine installed: checked structurally only")
+    (tmp_path / "report.tex").write_text(text)
+    done = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 1000
+
+
+def test_plots_are_written_and_not_empty(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    done = runner.invoke(app, ["plot", str(GOLDEN), "-o", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cls-cost.png", "cls-curves.png", "gains-heatmap.png", "seg-cost.png", "seg-curves.png"]
+    for path in tmp_path.iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = imread(path)
+        assert min(pixels.shape[:2]) > 300
+        assert pixels[..., :3].std() > 0.05  # drawn on, not a blank canvas
+
+
+def _shifted_copy(tmp_path: Path, shift: dict[tuple[str, str], float]) -> Path:
+    """The golden run with some cells' metrics moved, as another harness version might."""
+    copy = tmp_path / "b"
+    shutil.copytree(GOLDEN, copy)
+    store = Store(copy)
+    for result in store.results():
+        delta = shift.get((result.backbone, result.strategy), 0.0)
+        if result.task == "cls" and delta and result.status == "ok":
+            data = result.to_json()
+            data["metrics"] = {k: v + delta for k, v in result.metrics.items()}
+            store.save(CellResult.from_json(data))
+    return copy
+
+
+def test_compare_flags_changes_beyond_noise_only(tmp_path: Path) -> None:
+    same = runner.invoke(app, ["compare", str(GOLDEN), str(GOLDEN), "-f", "csv"])
+    frame = pd.read_csv(io.StringIO(same.output))
+    assert set(frame["verdict"]) <= {"identical", "too few seeds to test", "no ok result on a side"}
+    other = _shifted_copy(tmp_path, {("r18", "full"): 0.1, ("r18", "bitfit"): 0.1, ("r18", "probe"): 0.001})
+    done = runner.invoke(app, ["compare", str(GOLDEN), str(other), "-f", "csv"])
+    assert done.exit_code == 0, done.output
+    frame = pd.read_csv(io.StringIO(done.output)).set_index(["task", "backbone", "strategy"])
+    full = frame.loc[("cls", "r18", "full")]
+    assert full["verdict"] == "changed" and full["diff"] == pytest.approx(0.1)
+    # the same shift on the noisy bitfit cells stays within noise (s = 0.2 over three seeds)
+    assert frame.loc[("cls", "r18", "bitfit"), "verdict"] == "same within noise"
+    assert frame.loc[("cls", "r18", "probe"), "verdict"] == "same within noise"
+    assert frame.loc[("cls", "r18", "partial"), "verdict"] == "too few seeds to test"
+    text = runner.invoke(app, ["compare", str(GOLDEN), str(other)]).output
+    assert "1 of 11 cells changed beyond noise" in text
+    assert "| cls | r18 | full | top1 | 0.7200 ± 0.0497 (3) | 0.8200 ± 0.0497 (3) |" in text
