@@ -44,6 +44,7 @@ def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series) -> None:
     if points:
         xs, ys = zip(*points, strict=True)
         ax.step(xs, ys, where="post", color="0.3", linestyle="--", linewidth=1, label="Pareto frontier", zorder=1)
+        ax.scatter(xs, ys, s=220, facecolors="none", edgecolors="0.2", linewidths=1.2, zorder=3)  # ring the members
 
 
 def cost_figure(table: TaskTable, path: Path) -> Path:
@@ -67,7 +68,8 @@ def cost_figure(table: TaskTable, path: Path) -> Path:
     axes[0].set_ylabel(f"test {table.metric} (mean ± 95% CI over seeds)")
     handles = [plt.Line2D([], [], color=colour[s], marker="o", linestyle="", label=s) for s in strategies]
     handles += [plt.Line2D([], [], color="0.4", marker=marker[b], linestyle="", label=b) for b in backbones]
-    handles.append(plt.Line2D([], [], color="0.3", linestyle="--", label="Pareto frontier"))
+    handles.append(plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=11, markerfacecolor="none",
+                              label="Pareto frontier (ringed)"))  # fmt: skip
     fig.legend(handles=handles, loc="outside right center", title="strategy / backbone", fontsize=8)
     devices = [d for d in dict.fromkeys(rows["device"]) if d]
     where = f"; costs from {len(devices)} devices, not comparable" if len(devices) > 1 else ""

@@ -4,11 +4,13 @@ used in a suite; a plugin that fails to import only warns, and a suite that need
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import tiny_dataset, to_toml
@@ -80,8 +82,8 @@ def test_installed_plugin_runs_in_a_suite_and_reaches_the_report(installed: Path
     run = _bench(["run", str(suite), "--quiet"], [installed], tmp_path)
     assert run.returncode == 0, run.stderr
     report = _bench(["report", str(tmp_path / "results"), "--format", "csv"], [installed], tmp_path)
-    rows = [line.split(",") for line in report.stdout.splitlines()]
-    strategies = {row[rows[0].index("strategy")]: row[rows[0].index("status")] for row in rows[1:]}
+    frame = pd.read_csv(io.StringIO(report.stdout))
+    strategies = dict(zip(frame["strategy"], frame["status"], strict=True))
     assert strategies == {"full": "ok", "lp_ft": "ok"}
 
 
