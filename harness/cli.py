@@ -200,6 +200,16 @@ def _print_estimate(cells: list[Any], registry: Any, store: Any, device: str, ca
     stdout.print(f"estimated total: {total}; full fine-tuning throughput, an upper bound for frozen strategies")
 
 
+def emit(text: str, output: Path | None) -> None:
+    """A rendered document to `output` (folders created), or to stdout."""
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        stderr.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
 def report(
     results: Annotated[Path, typer.Argument(help="Results directory, e.g. results/quickstart.")] = Path(
         "results/quickstart"
@@ -235,13 +245,7 @@ def report(
     options = ReportOptions(
         metric, baseline, tuple(task or ()), tuple(backbone or ()), tuple(strategy or ()), sort, alpha, all_settings
     )
-    text = registry.create("reporter", format).render(build_report(results, options))
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        stderr.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)
+    emit(registry.create("reporter", format).render(build_report(results, options)), output)
 
 
 def plot(
@@ -278,13 +282,7 @@ def compare(
 
     if format not in FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(FORMATS)}")
-    text = render_comparison(compare_runs(run_a, run_b, metric=metric, alpha=alpha), format)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        stderr.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)
+    emit(render_comparison(compare_runs(run_a, run_b, metric=metric, alpha=alpha), format), output)
 
 
 def plugins() -> None:
