@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from harness.errors import BenchError
-from harness.report import ReportOptions, build_report, markdown_grid
+from harness.formatting import markdown_grid, number
+from harness.report import ReportOptions, build_report
 from harness.stats import ALPHA, welch
 
 FORMATS = ("markdown", "csv", "json")
@@ -72,12 +72,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
     return pd.DataFrame(rows).assign(alpha=alpha)
 
 
-def _text(value: Any, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
-
-
 def render_comparison(frame: pd.DataFrame, format: str) -> str:
     if format == "csv":
         return frame.to_csv(index=False)
@@ -91,12 +85,12 @@ def render_comparison(frame: pd.DataFrame, format: str) -> str:
         side = {
             s: "-"
             if pd.isna(r[f"n_{s}"])
-            else f"{_text(r[f'mean_{s}'])} ± {_text(r[f'ci_half_width_{s}'])} ({r[f'n_{s}']:.0f})"
+            else f"{number(r[f'mean_{s}'])} ± {number(r[f'ci_half_width_{s}'])} ({r[f'n_{s}']:.0f})"
             for s in "ab"
         }
-        diff = _text(r["diff"], signed=True)
+        diff = number(r["diff"], signed=True)
         if not math.isnan(r["diff_ci_low"]):
-            diff += f" [{_text(r['diff_ci_low'], True)}, {_text(r['diff_ci_high'], True)}]"
+            diff += f" [{number(r['diff_ci_low'], signed=True)}, {number(r['diff_ci_high'], signed=True)}]"
         p = "-" if math.isnan(r["p_value"]) else f"{r['p_value']:.2g}"
         speed = "-" if math.isnan(r["speed_ratio"]) else f"{r['speed_ratio']:.2f}x"
         cells = [r["task"], r["backbone"], label, str(r["metric"]), side["a"], side["b"], diff, p, r["verdict"], speed]

@@ -278,15 +278,6 @@ def _sorted(table: pd.DataFrame, order: str) -> pd.DataFrame:
     return table.sort_values(column, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def markdown_grid(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table (a `|` inside a cell becomes `/`)."""
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
-
-    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
-
-
 def summarise(tables: list[TaskTable]) -> pd.DataFrame:
     """Per strategy and task kind: mean rank among the strategies of each task x backbone, and mean gain."""
     ranked = []

@@ -6,39 +6,13 @@ human-readable formats always agree.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
+from harness.formatting import count, missing, number, significant_figures
 from harness.report import Report, TaskTable
 
 PARETO_MARK = "★"
-
-
-def missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def number(value: Any, digits: int = 4, signed: bool = False) -> str:
-    if missing(value):
-        return "-"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def significant_figures(value: Any, figures: int = 3, signed: bool = False) -> str:
-    if missing(value):
-        return "-"
-    return f"{value:+.{figures}g}" if signed else f"{value:.{figures}g}"
-
-
-def count(value: Any) -> str:
-    if missing(value):
-        return "-"
-    value = float(value)
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.2f}{unit}"
-    return f"{value:.0f}"
 
 
 def _significance(row: dict[str, Any], baseline: str | None) -> str:

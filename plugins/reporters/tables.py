@@ -9,7 +9,8 @@ import pandas as pd
 from bench_plugins.reporters.cells import summary_rows, table_title, task_rows
 
 from harness import Reporter, hookimpl
-from harness.report import SCHEMA, Report, markdown_grid
+from harness.formatting import markdown_grid
+from harness.report import SCHEMA, Report
 
 
 class Markdown(Reporter):
