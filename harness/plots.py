@@ -38,8 +38,7 @@ def _colours(names: list[str]) -> dict[str, Any]:
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
-def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series) -> None:
-    flags = pareto_optimal(list(x.astype(float)), list(y.astype(float)))
+def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series, flags: list[bool]) -> None:
     points = sorted((float(a), float(b)) for a, b, f in zip(x, y, flags, strict=True) if f)
     if points:
         xs, ys = zip(*points, strict=True)
@@ -61,7 +60,12 @@ def cost_figure(table: TaskTable, path: Path) -> Path:
             error = None if math.isnan(row["ci_half_width"]) else row["ci_half_width"]
             style = {"fmt": marker[row["backbone"]], "color": colour[row["strategy"]], "markersize": 7, "capsize": 3}
             ax.errorbar(row[column], row["mean"], yerr=error, zorder=2, **style)
-        _frontier(ax, usable[column], usable["mean"])
+        # device-hours: the report's own marks (per device); parameters: the same rule on that axis
+        if column == "train_device_hours":
+            flags = list(usable["pareto"])
+        else:
+            flags = pareto_optimal(list(usable[column].astype(float)), list(usable["mean"].astype(float)))
+        _frontier(ax, usable[column], usable["mean"], flags)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
