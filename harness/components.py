@@ -8,7 +8,7 @@ the validated object to the constructor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 if TYPE_CHECKING:
-    from harness.cell import Cell
+    from harness.job import Job, JobOutcome
+    from harness.progress import Observer
+    from harness.registry import Registry
     from harness.report import Report
-    from harness.result import CellResult
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -302,15 +303,39 @@ class Strategy(Component):
 
 
 class Executor(Component):
-    """Runs cells and hands each result back as soon as it exists; the store is the only shared state."""
+    """Runs jobs somewhere (this process, worker processes, a cluster) and hands back each outcome.
+
+    The harness's scheduler decides *when* a job may run (its dependencies are `ok`, nobody else
+    claims it) and submits at most `slots` jobs at a time; the executor decides *where*, and runs
+    each with `harness.job.run_job`, which claims the job and writes its result to the store.
+    """
+
+    #: jobs cross a process boundary, so extra plugins must be importable there
+    portable: ClassVar[bool] = False
+
+    def start(self, observer: Observer, registry: Registry) -> None:
+        """Acquire workers; progress events from them go to `observer.slot(n)`. `registry` is the one the
+        suite was planned with: in-process executors use it, others rebuild it from each job."""
+
+    @property
+    def slots(self) -> int:
+        """How many jobs may run at once."""
+        return 1
 
     @abstractmethod
-    def run(
-        self,
-        cells: Sequence[Cell],
-        run_cell: Callable[[Cell], CellResult],
-        on_result: Callable[[CellResult], None],
-    ) -> None: ...
+    def submit(self, job: Job) -> None:
+        """Start `job` on a free slot (the scheduler never submits more than `slots`)."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> list[JobOutcome]:
+        """Outcomes of finished jobs: at least one, or none after `timeout` seconds (None: no limit)."""
+
+    def close(self) -> None:
+        """Release workers; also called after an interruption."""
+
+    def describe(self) -> str:
+        """How this executor runs jobs, for the run summary (e.g. 'processes: 2 slots on cpu')."""
+        return f"{self.name}: {self.slots} slot{'s' * (self.slots != 1)}"
 
 
 class Reporter(Component):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -22,12 +23,22 @@ if TYPE_CHECKING:
 
 
 class Observer:
-    """What the runner tells about its progress; this base class ignores all of it."""
+    """What the runner tells about its progress; this base class ignores all of it.
+
+    Events of a cell come from the slot that runs it (`slot(n)`): several run at once under a
+    parallel executor, each with its own view.
+    """
 
     def suite_started(self, total: int, done: int) -> None: ...
+    def slot(self, index: int) -> Observer:
+        """The view of executor slot `index` (this observer itself when there is one slot)."""
+        return self
+
     def cell_started(self, cell: Cell, epochs: int) -> None: ...
     def epoch_started(self, epoch: int, steps: int) -> None: ...
-    def step(self, loss: float) -> None: ...
+    def step(self, loss: float, steps: int = 1) -> None:
+        """`steps` optimizer steps done (events from other processes arrive batched), the last one's loss."""
+
     def epoch_finished(self, epoch: int, val: dict[str, float]) -> None: ...
     def cell_finished(self, result: CellResult) -> None: ...
     def pretrain_finished(self, result: CellResult) -> None: ...
@@ -72,7 +83,7 @@ class QuietObserver(Observer):
 
 
 class RichObserver(QuietObserver):
-    """Three live bars: the suite (cells), the current cell (epochs), the current epoch (steps)."""
+    """Live bars: the suite (cells), and per executor slot the running cell (epochs) and its epoch (steps)."""
 
     def __init__(self, console: Console | None = None) -> None:
         super().__init__(console or Console(file=sys.stderr))
@@ -89,25 +100,74 @@ class RichObserver(QuietObserver):
         )
         self.progress.start()
         self.suite_bar = self.progress.add_task("suite", total=1, info="")
-        self.cell_bar: Any = None
-        self.epoch_bar: Any = None
+        self.views: dict[int, _SlotBars] = {}
+        self.failed = 0
 
     def suite_started(self, total: int, done: int) -> None:
         super().suite_started(total, done)
         self.progress.update(self.suite_bar, total=total, completed=done)
 
+    def slot(self, index: int) -> Observer:
+        if index not in self.views:
+            self.views[index] = _SlotBars(self, index)
+        return self.views[index]
+
+    def _running_changed(self) -> None:
+        running = sum(view.cell_bar is not None for view in self.views.values())
+        failed = f", {self.failed} failed" if self.failed else ""
+        self.progress.update(self.suite_bar, info=f"{running} running{failed}")
+
+    # a single-slot caller (tests, `harness.testing`) may use the observer directly: slot 0
     def cell_started(self, cell: Cell, epochs: int) -> None:
-        self._drop_cell_bars()
-        self.cell_bar = self.progress.add_task(f"  {escape(cell.label)}", total=epochs, info="")
+        self.slot(0).cell_started(cell, epochs)
+
+    def epoch_started(self, epoch: int, steps: int) -> None:
+        self.slot(0).epoch_started(epoch, steps)
+
+    def step(self, loss: float, steps: int = 1) -> None:
+        self.slot(0).step(loss, steps)
+
+    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
+        self.slot(0).epoch_finished(epoch, val)
+
+    def cell_finished(self, result: CellResult) -> None:
+        self.slot(0).cell_finished(result)
+
+    def pretrain_finished(self, result: CellResult) -> None:
+        self.slot(0).pretrain_finished(result)
+
+    def close(self) -> None:
+        for view in self.views.values():
+            view.drop()
+        self.progress.stop()
+
+
+class _SlotBars(Observer):
+    """One slot's bars: its running cell (epochs) and that cell's current epoch (steps)."""
+
+    def __init__(self, owner: RichObserver, index: int) -> None:
+        self.owner, self.index = owner, index
+        self.cell_bar: Any = None
+        self.epoch_bar: Any = None
+
+    @property
+    def progress(self) -> Progress:
+        return self.owner.progress
+
+    def cell_started(self, cell: Cell, epochs: int) -> None:
+        self.drop()
+        where = f"[{self.index}] " if len(self.owner.views) > 1 else ""
+        self.cell_bar = self.progress.add_task(f"  {where}{escape(cell.label)}", total=epochs, info="")
+        self.owner._running_changed()
 
     def epoch_started(self, epoch: int, steps: int) -> None:
         if self.epoch_bar is not None:
             self.progress.remove_task(self.epoch_bar)
         self.epoch_bar = self.progress.add_task(f"    epoch {epoch + 1}", total=steps, info="")
 
-    def step(self, loss: float) -> None:
+    def step(self, loss: float, steps: int = 1) -> None:
         if self.epoch_bar is not None:
-            self.progress.update(self.epoch_bar, advance=1, info=f"loss {loss:.4f}")
+            self.progress.update(self.epoch_bar, advance=steps, info=f"loss {loss:.4f}")
 
     def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
         if self.cell_bar is not None:
@@ -115,20 +175,69 @@ class RichObserver(QuietObserver):
             self.progress.update(self.cell_bar, advance=1, info=shown)
 
     def cell_finished(self, result: CellResult) -> None:
-        self._drop_cell_bars()
-        self.progress.update(self.suite_bar, advance=1)
-        super().cell_finished(result)
+        self.drop()
+        self.owner.failed += result.status in ("failed", "diverged")
+        self.progress.update(self.owner.suite_bar, advance=1)
+        QuietObserver.cell_finished(self.owner, result)
+        self.owner._running_changed()
 
     def pretrain_finished(self, result: CellResult) -> None:
-        self._drop_cell_bars()
-        super().pretrain_finished(result)
+        self.drop()
+        QuietObserver.pretrain_finished(self.owner, result)
+        self.owner._running_changed()
 
-    def _drop_cell_bars(self) -> None:
+    def message(self, text: str) -> None:
+        self.owner.message(text)
+
+    def drop(self) -> None:
         for bar in (self.epoch_bar, self.cell_bar):
             if bar is not None:
                 self.progress.remove_task(bar)
         self.cell_bar = self.epoch_bar = None
 
-    def close(self) -> None:
-        self._drop_cell_bars()
-        self.progress.stop()
+
+class Forwarding(Observer):
+    """A worker process's observer: sends each event through `send` to the driver's slot view.
+
+    Step events are batched to at most one per `interval` seconds, so a fast loop is not slowed.
+    """
+
+    def __init__(self, send: Any, interval: float = 0.2) -> None:
+        self.send, self.interval = send, interval
+        self.pending_steps, self.last, self.loss = 0, 0.0, 0.0
+
+    def _forward(self, name: str, *args: Any) -> None:
+        self.send(("event", name, args))
+
+    def cell_started(self, cell: Cell, epochs: int) -> None:
+        self._forward("cell_started", cell, epochs)
+
+    def epoch_started(self, epoch: int, steps: int) -> None:
+        self._flush()
+        self._forward("epoch_started", epoch, steps)
+
+    def step(self, loss: float, steps: int = 1) -> None:
+        self.pending_steps += steps
+        self.loss = loss
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self._flush()
+            self.last = now
+
+    def _flush(self) -> None:
+        if self.pending_steps:
+            self._forward("step", self.loss, self.pending_steps)
+            self.pending_steps = 0
+
+    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
+        self._flush()
+        self._forward("epoch_finished", epoch, val)
+
+    def message(self, text: str) -> None:
+        self._forward("message", text)
+
+
+def deliver(observer: Observer, slot: int, event: tuple[str, tuple[Any, ...]]) -> None:
+    """Replay an event a `Forwarding` observer sent, on the driver's view of `slot`."""
+    name, args = event
+    getattr(observer.slot(slot), name)(*args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -50,6 +51,7 @@ def provenance(device_name: str, seed: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),
+        "pid": os.getpid(),  # which worker ran it
         "git_revision": git_revision(),
         "device_name": device_name,
         "seed": seed,

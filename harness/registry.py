@@ -3,7 +3,8 @@
 Built-in plugins and third-party ones (entry-point group `bench`) go through the same hooks.
 Loading happens once per `Registry`, never at import time, so tests can build their own.
 Set `BENCH_DISABLE_PLUGINS` to a comma-separated list of plugin (distribution) names to
-skip them.
+skip them, and `BENCH_PLUGINS` to a comma-separated list of importable modules to load as
+plugins without installing a package (as pytest's `PYTEST_PLUGINS`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ BUILTIN_PLUGINS = (
     "bench_plugins.strategies.l2sp",
     "bench_plugins.strategies.distill",
     "bench_plugins.executors.sequential",
+    "bench_plugins.executors.processes",
+    "bench_plugins.executors.ray_executor",
     "bench_plugins.reporters.tables",
     "bench_plugins.reporters.html",
     "bench_plugins.reporters.latex",
@@ -80,12 +83,16 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.providers: dict[object, str] = {}
         self.load_warnings: list[str] = []
+        self.entry_points = entry_points
+        #: plugins given to this registry beyond the built-ins and entry points
+        self.extra: list[tuple[object, str]] = list(plugins or [])
         for module_name in BUILTIN_PLUGINS:
             self.register(importlib.import_module(module_name), BUILTIN)
-        for plugin, provider in plugins or []:
+        for plugin, provider in self.extra:
             self.register(plugin, provider)
         if entry_points:
             self._load_entry_points()
+            self._load_named_modules()
         self.pm.check_pending()
         self.components: dict[str, dict[str, Registered]] = {kind: {} for kind in COMPONENT_KINDS}
         self._collect()
@@ -108,6 +115,34 @@ class Registry:
                 warnings.warn(message, stacklevel=2)
                 continue
             self.register(plugin, dist)
+
+    def _load_named_modules(self) -> None:
+        for name in (n.strip() for n in os.environ.get("BENCH_PLUGINS", "").split(",")):
+            if not name:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                raise PluginError(f"BENCH_PLUGINS: cannot import {name!r}: {exc}") from None
+            if not self.pm.is_registered(module):
+                self.register(module, name)
+
+    def portable(self) -> tuple[PluginRef, ...]:
+        """How another process rebuilds this registry's extra plugins (modules, or instances of importable classes)."""
+        refs = []
+        for plugin, provider in self.extra:
+            if isinstance(plugin, ModuleType):
+                target = plugin.__name__
+            else:
+                cls = type(plugin)
+                if "<locals>" in cls.__qualname__:
+                    raise PluginError(
+                        f"plugin {cls.__qualname__} ({provider}) is defined inside a function and cannot be "
+                        "loaded by another process; define it in a module, or use the sequential executor"
+                    )
+                target = f"{cls.__module__}:{cls.__qualname__}"
+            refs.append(PluginRef(target, provider))
+        return tuple(refs)
 
     def _collect(self) -> None:
         for kind, hook_name in HOOK_OF_KIND.items():
@@ -139,6 +174,34 @@ class Registry:
 
     def all(self) -> list[Registered]:
         return [reg for kind in COMPONENT_KINDS for reg in self.components[kind].values()]
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """An extra plugin by import path: a module (`pkg.mod`) or a class to instantiate (`pkg.mod:Class`)."""
+
+    target: str
+    provider: str
+
+    def load(self) -> object:
+        module_name, _, qualname = self.target.partition(":")
+        found: Any = importlib.import_module(module_name)
+        if not qualname:
+            return found
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        return found()
+
+
+_rebuilt: dict[tuple[tuple[PluginRef, ...], bool], Registry] = {}
+
+
+def registry_for(plugins: tuple[PluginRef, ...], entry_points: bool) -> Registry:
+    """The registry a job needs, built once per process (workers run many jobs)."""
+    key = (plugins, entry_points)
+    if key not in _rebuilt:
+        _rebuilt[key] = Registry([(ref.load(), ref.provider) for ref in plugins], entry_points=entry_points)
+    return _rebuilt[key]
 
 
 def _plugin_name(plugin: object) -> str:

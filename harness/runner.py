@@ -13,15 +13,17 @@ from pathlib import Path
 
 import torch
 
-from harness.cell import Cell, plan_cells, pretrain_cell
-from harness.components import Backbone, BackboneModule, Strategy, Task, TaskModel, TrainingContext
+from harness.cell import Cell, plan_cells
+from harness.components import Backbone, BackboneModule, Executor, Strategy, Task, TaskModel, TrainingContext
 from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
 from harness.devices import DeviceSetup, resolve_device, set_threads
 from harness.errors import BenchError, Diverged, Unsupported
+from harness.job import Job, JobOutcome, plan_jobs
 from harness.progress import Observer
 from harness.provenance import provenance
 from harness.registry import Registry, default_registry
 from harness.result import CellResult
+from harness.scheduler import Scheduler
 from harness.store import Store, write_atomically
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
@@ -37,7 +39,7 @@ from harness.weights import (
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def run_cell(
@@ -47,15 +49,19 @@ def run_cell(
     store: Store,
     observer: Observer | None = None,
     on_trained: Callable[[TaskModel], None] | None = None,
+    threads: int | None = None,
 ) -> CellResult:
-    """Run one cell and describe the outcome; never raises for a problem inside the cell."""
+    """Run one cell and describe the outcome; never raises for a problem inside the cell.
+
+    `threads` caps the CPU threads (an executor sharing the cores out between workers).
+    """
     observer = observer or Observer()
     result = CellResult.for_cell(cell, "failed", started_at=_now())
     started = time.perf_counter()
     try:
         if cell.skip_reason:
             raise Unsupported(cell.skip_reason)
-        _train(cell, registry, device, store, observer, result, on_trained)
+        _train(cell, registry, device, store, observer, result, on_trained, threads)
         result.status = "ok"
     except Unsupported as exc:
         result.status, result.reason = "skipped", str(exc)
@@ -77,10 +83,11 @@ def _train(
     observer: Observer,
     result: CellResult,
     on_trained: Callable[[TaskModel], None] | None,
+    threads: int | None,
 ) -> None:
     settings = cell.settings
     training = Training(**settings["training"])
-    set_threads(training.threads)
+    set_threads(min(t for t in (training.threads, threads) if t) if training.threads or threads else None)
     setup = resolve_device(device, training.amp)
     seed_everything(cell.seed)
     result.provenance = provenance(setup.name, cell.seed)
@@ -136,7 +143,7 @@ def _train(
     trained |= {id(p) for p in model.parameters() if p.requires_grad}
     cost.trainable_params = sum(p.numel() for p in model.parameters() if id(p) in trained)
     if cell.keep_model:
-        _save_state(model, store.model_path(cell.key))
+        save_state(model, store.model_path(cell.key))
     if on_trained is not None:
         on_trained(model)
 
@@ -170,7 +177,8 @@ def _teacher(
     return teacher.to(device).eval()
 
 
-def _save_state(model: torch.nn.Module, path: Path) -> None:
+def save_state(model: torch.nn.Module, path: Path) -> None:
+    """A module's weights, on the CPU, written atomically."""
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     write_atomically(path, buffer.getvalue())
@@ -222,10 +230,18 @@ def _labels(cell: Cell) -> dict[str, object]:
 
 @dataclass
 class RunSummary:
+    """What a suite run did: counts by status, what was reused, and how the executor spread the work."""
+
     output: Path
     total: int
     reused: int
+    executor: str = "sequential"
     statuses: Counter[str] = field(default_factory=Counter)
+    #: cells another `bench run` finished while this one was running
+    elsewhere: int = 0
+    #: cells run per executor slot
+    per_slot: Counter[int] = field(default_factory=Counter)
+    pretrained: int = 0
 
     @property
     def failed(self) -> int:
@@ -238,13 +254,18 @@ def run_suite(
     *,
     fresh: bool = False,
     observer: Observer | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Run every cell not already `ok` in the store; results are stored as each cell finishes."""
+    """Run every cell not already `ok` in the store, as jobs on the suite's executor (or `executor`).
+
+    Results are stored as each cell finishes, by whichever process ran it.
+    """
     registry = registry or default_registry()
     observer = observer or Observer()
     resolve_device(suite.device, amp=False)  # fail early, before anything runs
     cells = plan_cells(suite, registry)
     store = Store(suite.output_dir())
+    planned_at = _now()
     store.write_manifest(
         {
             "suite": suite.name,
@@ -253,58 +274,42 @@ def run_suite(
             "cells": [c.key for c in cells],
             # the suite's current labels: a cell reused from an earlier run may have been labelled differently
             "labels": {c.key: _labels(c) for c in cells},
-            "started_at": _now(),
+            "started_at": planned_at,
         }
     )
-    todo = cells if fresh else [c for c in cells if not store.is_done(c.key, c.keep_model)]
-    summary = RunSummary(store.root, len(cells), len(cells) - len(todo))
+    executor = executor or registry.create("executor", suite.executor.name, suite.executor.options)
+    jobs = plan_jobs(suite, registry, cells, store, planned_at, fresh=fresh, portable=executor.portable)
+    todo = sum(not job.pretraining for job in jobs)
+    summary = RunSummary(store.root, len(cells), len(cells) - todo)
     observer.suite_started(len(cells), summary.reused)
 
-    needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason}
-    pretrain_failures: dict[str, str] = {}
-    for spec in suite.pretrain:
-        if spec.name in needed:
-            reason = _ensure_pretrained(pretrain_cell(spec, suite, registry), suite, registry, store, observer, fresh)
-            if reason:
-                pretrain_failures[spec.name] = reason
+    def on_submit(job: Job) -> None:
+        if not job.pretraining:
+            registry.pm.hook.bench_cell_started(cell=job.cell)
 
-    def run_one(cell: Cell) -> CellResult:
-        registry.pm.hook.bench_cell_started(cell=cell)
-        if cell.pretrain in pretrain_failures:
-            reason = f"pretraining stage {cell.pretrain!r} failed: {pretrain_failures[cell.pretrain]}"
-            return CellResult.for_cell(cell, "failed", reason=reason)
-        return run_cell(cell, registry, suite.device, store, observer)
-
-    by_key = {c.key: c for c in cells}
-
-    def on_result(result: CellResult) -> None:
-        store.save(result)
+    def on_outcome(job: Job, outcome: JobOutcome) -> None:
+        result = outcome.result
+        assert result is not None
+        view = observer.slot(outcome.slot)
+        if job.pretraining:
+            summary.pretrained += outcome.how == "ran"
+            view.pretrain_finished(result)
+            return
         summary.statuses[result.status] += 1
-        registry.pm.hook.bench_cell_finished(cell=by_key[result.key], result=result)
-        observer.cell_finished(result)
+        if outcome.how == "ran":
+            summary.per_slot[outcome.slot] += 1
+        else:
+            summary.elsewhere += 1
+        registry.pm.hook.bench_cell_finished(cell=job.cell, result=result)
+        view.cell_finished(result)
 
-    executor = registry.create("executor", suite.executor)
-    executor.run(todo, run_one, on_result)
+    try:
+        executor.start(observer, registry)
+        summary.executor = executor.describe()
+        Scheduler(jobs, executor, store, on_submit, on_outcome).run()
+    finally:
+        executor.close()
     manifest = store.manifest()
     manifest["finished_at"] = _now()
     store.write_manifest(manifest)
     return summary
-
-
-def _ensure_pretrained(
-    cell: Cell, suite: Suite, registry: Registry, store: Store, observer: Observer, fresh: bool
-) -> str | None:
-    """Produce a pretraining checkpoint once per settings hash; the failure reason, if any."""
-    checkpoint = store.checkpoint_path(cell.key)
-    previous = store.load_pretrain(cell.key)
-    if not fresh and checkpoint.is_file() and previous is not None and previous.status == "ok":
-        return None
-    observer.message(f"pretraining {cell.task.removeprefix('pretrain:')!r} ({cell.backbone})")
-
-    def save(model: TaskModel) -> None:
-        _save_state(model.backbone, checkpoint)
-
-    result = run_cell(cell, registry, suite.device, store, observer, on_trained=save)
-    store.save_pretrain(result)
-    observer.pretrain_finished(result)
-    return None if result.status == "ok" else f"{result.status}: {result.reason}"

@@ -5,6 +5,8 @@ Layout::
     <output>/manifest.json        the suite run: suite file, cells, harness version
     <output>/cells/<key>.json     one CellResult per cell
     <output>/pretrain/<key>.pt    checkpoints of pretraining stages (+ <key>.json)
+    <output>/models/<key>.pt      trained models other cells learn from (distillation teachers)
+    <output>/claims/<key>.json    who runs a job right now (harness.claims)
 
 A file is either absent or complete: it is written to a temporary file in the same folder,
 flushed to disk and renamed over the target.
@@ -20,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.claims import Claims
 from harness.errors import BenchError
 from harness.result import CellResult
 
@@ -44,11 +47,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.pretrain_dir = self.root / "pretrain"
         self.models_dir = self.root / "models"
+        self.claims = Claims(self.root / "claims")
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
@@ -99,6 +103,11 @@ class Store:
 
     def load_pretrain(self, key: str) -> CellResult | None:
         return self.load(key, self.pretrain_dir)
+
+    def is_pretrained(self, key: str) -> bool:
+        """A pretraining stage finished `ok` and its checkpoint is there."""
+        result = self.load_pretrain(key)
+        return result is not None and result.status == "ok" and self.checkpoint_path(key).is_file()
 
 
 def planned_results(path: str | Path) -> list[CellResult]:

@@ -116,6 +116,13 @@ class PretrainSpec(Strict):
     seed: int = 0
 
 
+class ExecutorSpec(Strict):
+    """How cells run: `executor = "processes"`, or a table with options (`[executor] name = "ray"`)."""
+
+    name: str = "sequential"
+    options: dict[str, Any] = {}
+
+
 class Exclusion(Strict):
     task: str | None = None
     backbone: str | None = None
@@ -134,7 +141,7 @@ class Suite(Strict):
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     baseline: str | None = Field(None, description="strategy label gains are measured against")
     device: str = "auto"
-    executor: str = "sequential"
+    executor: ExecutorSpec = ExecutorSpec()
     training: Training = Training()
     training_sweep: dict[str, list[Any]] = {}
     pretrain: list[PretrainSpec] = []
@@ -152,6 +159,11 @@ class Suite(Strict):
         if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @field_validator("seeds")
     @classmethod
@@ -357,7 +369,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
                 except ValidationError as exc:
                     raise SuiteError(f"{src}: {key}.{option}[{i}]: {_problem(exc, cls.Options)}") from None
 
-    known("executor", suite.executor, "executor")
+    known("executor", suite.executor.name, "executor")
+    options("executor", suite.executor.name, suite.executor.options, "executor.options")
     _unique([s.id for s in suite.strategies], "strategies", "label", fail)
     _unique([b.id for b in suite.backbones], "backbones", "label", fail)
     _unique([t.name for t in suite.tasks], "tasks", "name", fail)

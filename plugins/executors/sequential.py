@@ -1,25 +1,29 @@
-"""`sequential`: run cells one after another in this process (the default)."""
+"""`sequential`: run jobs one after another in this process (the default)."""
 
-from collections.abc import Callable, Sequence
+from __future__ import annotations
 
 from harness import Executor, hookimpl
-from harness.cell import Cell
-from harness.result import CellResult
+from harness.job import Job, JobOutcome, run_job_safely
+from harness.progress import Observer
+from harness.registry import Registry
 
 
 class Sequential(Executor):
-    """Run cells one after another in this process."""
+    """One job at a time, in this process, with this process's registry and progress display."""
 
     name = "sequential"
 
-    def run(
-        self,
-        cells: Sequence[Cell],
-        run_cell: Callable[[Cell], CellResult],
-        on_result: Callable[[CellResult], None],
-    ) -> None:
-        for cell in cells:
-            on_result(run_cell(cell))
+    def start(self, observer: Observer, registry: Registry) -> None:
+        self.observer, self.registry = observer, registry
+        self.queued: list[Job] = []
+
+    def submit(self, job: Job) -> None:
+        self.queued.append(job)
+
+    def wait(self, timeout: float | None) -> list[JobOutcome]:
+        if not self.queued:
+            return []
+        return [run_job_safely(self.queued.pop(0), self.registry, self.observer.slot(0))]
 
 
 @hookimpl
