@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -207,7 +208,8 @@ class Forwarding(Observer):
         self.pending_steps, self.last, self.loss = 0, 0.0, 0.0
 
     def _forward(self, name: str, *args: Any) -> None:
-        self.send(("event", name, args))
+        with contextlib.suppress(OSError):  # a driver that died must not fail the cell
+            self.send(("event", name, args))
 
     def cell_started(self, cell: Cell, epochs: int) -> None:
         self._forward("cell_started", cell, epochs)

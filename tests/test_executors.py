@@ -175,3 +175,24 @@ def test_claims_are_exclusive_and_judged_by_owner_and_heartbeat(tmp_path: Path) 
     assert claims.beat(taken)
     claims.path("k").write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "other"}))
     assert not claims.beat(taken), "a claim taken over is not ours any more"
+
+
+def test_an_unknown_executor_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import create_app
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(to_toml(tiny_suite(tmp_path / "out")))
+    result = CliRunner().invoke(create_app(), ["run", str(suite), "--executor", "slurm"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("error: --executor: unknown executor 'slurm'; allowed:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_executor_options_are_validated_with_the_suite(tmp_path: Path, registry: Registry) -> None:
+    from harness.errors import SuiteError
+
+    data = tiny_suite(tmp_path / "out", executor={"name": "processes", "options": {"slots": 0}})
+    with pytest.raises(SuiteError, match=r"executor\.options\.slots: Input should be greater than or equal to 1"):
+        parse_suite(data, "s.toml", registry)

@@ -42,12 +42,18 @@ def _worker(slot: int, environment: dict[str, str], connection: Connection) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what an interruption means
     observer = Forwarding(connection.send)
     while True:
-        job = connection.recv()
+        try:
+            job = connection.recv()
+        except EOFError:  # the driver is gone (killed): nothing more to do
+            return
         if job is None:
             return
-        outcome = run_job_safely(job, observer=observer)
+        outcome = run_job_safely(job, observer=observer)  # stored by the job itself, driver or not
         outcome.slot = slot
-        connection.send(("done", outcome))
+        try:
+            connection.send(("done", outcome))
+        except OSError:  # the driver is gone
+            return
 
 
 def _describe_exit(code: int | None) -> str:

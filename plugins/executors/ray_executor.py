@@ -57,7 +57,7 @@ class Ray(Executor):
             import ray
         except ImportError:
             raise BenchError('executor "ray" needs Ray: pip install "bench[ray]"') from None
-        self.ray = ray
+        self.ray, self.observer = ray, observer
         options: RayOptions = self.options  # type: ignore[assignment]
         self.started_here = not ray.is_initialized()
         if self.started_here:
@@ -95,6 +95,8 @@ class Ray(Executor):
             device = "cuda"  # Ray gives the task its GPUs as CUDA_VISIBLE_DEVICES
         threads = max(1, int(self.cpus))
         slot = self.free.pop(0)
+        # Ray tasks send no epoch events: the slot's bar shows the cell while it runs
+        self.observer.slot(slot).cell_started(job.cell, job.cell.settings["training"]["epochs"])
         self.in_flight[self.remote.remote(job.on(device, threads))] = (job, slot)
 
     def wait(self, timeout: float | None) -> list[JobOutcome]:
