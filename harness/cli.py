@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec
@@ -100,15 +100,25 @@ def run(
     output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite's).")] = None,
     seeds: SeedsOption = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="sequential, processes, ray, ... (overrides the suite's; its options are kept if same)."),
+    ] = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
     from harness.progress import QuietObserver, RichObserver
+    from harness.registry import default_registry
     from harness.runner import run_suite
     from harness.suite import load_suite, with_overrides
 
     loaded = with_overrides(
         load_suite(suite_path(suite)), output=str(output) if output else None, device=device, seeds=parse_seeds(seeds)
     )
+    if executor is not None and executor != loaded.executor.name:
+        allowed = default_registry().names("executor")
+        if executor not in allowed:
+            raise BenchError(f"--executor: unknown executor {executor!r}; allowed: {', '.join(allowed)}")
+        loaded = with_overrides(loaded, executor={"name": executor})
     observer = QuietObserver(stderr) if quiet or not stderr.is_terminal else RichObserver()
     try:
         summary = run_suite(loaded, fresh=fresh, observer=observer)
@@ -117,12 +127,45 @@ def run(
         stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}")
         raise typer.Exit(130) from None
     observer.close()
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing to run"
-    stderr.print(f"{summary.total} cells: {summary.reused} already done, this run: {counts}")
+    stderr.print(describe_run(summary), markup=False, soft_wrap=True)
     stderr.print(f"results: {summary.output}")
     stderr.print(f"report:  bench report {summary.output} --format markdown")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def describe_run(summary: Any) -> str:
+    """The run summary: what was reused, what this run's executor did, slot by slot."""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing to run"
+    lines = [f"{summary.total} cells: {summary.reused} already done, this run: {counts}"]
+    ran = sum(summary.per_slot.values())
+    if ran or summary.pretrained:
+        slots = ", ".join(f"slot {slot}: {n}" for slot, n in sorted(summary.per_slot.items()))
+        stages = (
+            f"; {summary.pretrained} pretraining stage{'s' * (summary.pretrained != 1)}" if summary.pretrained else ""
+        )
+        lines.append(f"{summary.executor} ran {ran} cell{'s' * (ran != 1)} ({slots}){stages}")
+    if summary.elsewhere:
+        lines.append(f"{summary.elsewhere} cells were run by another `bench run` on the same results at the same time")
+    return "\n".join(lines)
+
+
+PLAN_FORMATS = ("table", "csv", "json")
+PLAN_CSV_COLUMNS = (
+    "index",
+    "task",
+    "backbone",
+    "strategy",
+    "setting",
+    "seed",
+    "key",
+    "state",
+    "skip_reason",
+    "teacher",
+    "pretrain",
+    "device_hours",
+    "estimate_from",
+)
 
 
 def plan(
@@ -130,74 +173,255 @@ def plan(
     calibrate: Annotated[
         bool, typer.Option("--calibrate", help="Time a few synthetic training steps where no throughput is recorded.")
     ] = False,
-    device: Annotated[str | None, typer.Option(help="Device to calibrate on (default: the suite's).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device to calibrate on and to estimate for (default: the suite's).")
+    ] = None,
     seeds: SeedsOption = None,
+    tflops: Annotated[
+        float | None,
+        typer.Option(
+            "--tflops",
+            help="Effective TFLOPS of the target device, for estimates from FLOPs "
+            "(default: 100, an A100-class GPU at a third of its peak; a known GPU's or the CPU's own figure).",
+        ),
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="table, csv or json (table is plain text when not on a terminal).")
+    ] = "table",
 ) -> None:
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
+    import json
+
     from harness.cell import plan_cells, pretrain_cell
+    from harness.estimate import SLOTS, cell_jobs, device_throughput, estimate, wall_hours
     from harness.registry import default_registry
     from harness.store import Store
     from harness.suite import load_suite, with_overrides
 
+    if format not in PLAN_FORMATS:
+        raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
+    if tflops is not None and not tflops > 0:
+        raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     loaded = with_overrides(load_suite(suite_path(suite)), seeds=parse_seeds(seeds))
     registry = default_registry()
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)
-    table = Table(title=f"{loaded.name}: {len(cells)} cells", title_justify="left")
+    states = [
+        "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run"
+        for cell in cells
+    ]
+    todo = [cell for cell, state in zip(cells, states, strict=True) if state == "to run"]
+    needed = {cell.pretrain for cell in todo}
+    stages = [(spec, pretrain_cell(spec, loaded, registry)) for spec in loaded.pretrain]
+    cached = {spec.name: store.checkpoint_path(stage.key).is_file() for spec, stage in stages}
+    to_pretrain = [stage for spec, stage in stages if spec.name in needed and not cached[spec.name]]
+    target = device or loaded.device
+    throughput = device_throughput(tflops, target)
+    groups = estimate(to_pretrain + todo, registry, store, target, calibrate, throughput) if todo else []
+    keys = {spec.name: stage.key for spec, stage in stages}
+    jobs = cell_jobs(groups, to_pretrain + todo, keys)
+    walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
+    hours = {key: g.device_hours / g.cells for g in groups if g.device_hours is not None for key in g.keys}
+    where = {key: g.source for g in groups for key in g.keys}
+    if format != "table":
+        rows = [
+            {
+                "index": i,
+                "task": cell.task,
+                "backbone": cell.backbone,
+                "strategy": cell.strategy,
+                "setting": cell.setting,
+                "seed": cell.seed,
+                "key": cell.key,
+                "state": state,
+                "skip_reason": cell.skip_reason,
+                "teacher": cell.teacher,
+                "pretrain": cell.pretrain,
+                "device_hours": hours.get(cell.key),
+                "estimate_from": where.get(cell.key),
+            }
+            for i, (cell, state) in enumerate(zip(cells, states, strict=True), 1)
+        ]
+        pretraining = [
+            {
+                "name": spec.name,
+                "backbone": spec.backbone,
+                "dataset": spec.dataset.name,
+                "kind": spec.kind,
+                "seed": spec.seed,
+                "key": stage.key,
+                "state": "done" if cached[spec.name] else "to run" if spec.name in needed else "not needed",
+                "device_hours": hours.get(stage.key),
+                "estimate_from": where.get(stage.key),
+            }
+            for spec, stage in stages
+        ]
+        if format == "json":
+            document = {
+                "suite": loaded.name,
+                "results": str(store.root),
+                "states": {state: states.count(state) for state in dict.fromkeys(states)},
+                "cells": rows,
+                "pretrain": pretraining,
+                "estimate": _estimate_document(groups, throughput, walls),
+            }
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        else:
+            sys.stdout.write(_plan_csv(rows, pretraining))
+        return
     swept = any(cell.setting for cell in cells)
-    for column in ("#", "task", "backbone", "strategy", *(["setting"] if swept else []), "seed", "key", "state"):
-        table.add_column(column)
-    states: dict[str, int] = {}
+    columns = ("#", "task", "backbone", "strategy", *(["setting"] if swept else []), "seed", "key", "state")
+    grid = [
+        [
+            str(i),
+            cell.task,
+            cell.backbone,
+            cell.strategy,
+            *([cell.setting] if swept else []),
+            str(cell.seed),
+            cell.key[:10],
+            state,
+        ]
+        for i, (cell, state) in enumerate(zip(cells, states, strict=True), 1)
+    ]
+    _print_rows(f"{loaded.name}: {len(cells)} cells", columns, grid)
     reasons: dict[str, list[int]] = {}
     for i, cell in enumerate(cells, 1):
-        state = "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run"
-        states[state] = states.get(state, 0) + 1
         if cell.skip_reason:
             reasons.setdefault(cell.skip_reason, []).append(i)
-        setting = [escape(cell.setting)] if swept else []
-        table.add_row(str(i), cell.task, cell.backbone, cell.strategy, *setting, str(cell.seed), cell.key[:10], state)
-    stdout.print(table)
     for reason, numbers in reasons.items():
-        stdout.print(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")
-    for spec in loaded.pretrain:
-        key = pretrain_cell(spec, loaded, registry).key
-        done = store.checkpoint_path(key).is_file()
-        stdout.print(
+        _say(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")
+    for spec, _ in stages:
+        _say(
             f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
-            f"{'checkpoint cached' if done else 'to run'}"
+            f"{'checkpoint cached' if cached[spec.name] else 'to run'}"
         )
-    stdout.print(", ".join(f"{n} {state}" for state, n in states.items()) + f"; results in {store.root}")
-    todo = [c for c in cells if not c.skip_reason and not store.is_done(c.key, c.keep_model)]
+    counts = {state: states.count(state) for state in dict.fromkeys(states)}
+    _say(", ".join(f"{n} {state}" for state, n in counts.items()) + f"; results in {store.root}")
     if todo:
-        _print_estimate(todo, registry, store, device or loaded.device, calibrate)
+        _print_estimate(groups, walls)
 
 
-def _print_estimate(cells: list[Any], registry: Any, store: Any, device: str, calibrate: bool) -> None:
-    from harness.estimate import estimate
+def _say(text: str) -> None:
+    """One line of plain text on stdout, never wrapped, no markup."""
+    stdout.print(text, markup=False, emoji=False, highlight=False)
 
-    groups = estimate(cells, registry, store, device, calibrate)
-    table = Table(title="estimated cost of the cells to run", title_justify="left")
+
+def _print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table: rich on a terminal; elsewhere plain aligned columns, one line per row, numbers right-aligned."""
+    import re
+
+    numeric = [all(re.fullmatch(r"[-+]?[\d,.]+|-", row[i]) for row in rows) for i in range(len(columns))]
+    if stdout.is_terminal:
+        table = Table(title=escape(title), title_justify="left")
+        for column, right in zip(columns, numeric, strict=True):
+            table.add_column(column, justify="right" if right else "left")
+        for row in rows:
+            table.add_row(*(escape(x) for x in row))
+        stdout.print(table)
+        return
+    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        cells = (v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric, strict=True))
+        return "  ".join(cells).rstrip()
+
+    _say("\n".join([title, line(columns), *(line(row) for row in rows)]))
+
+
+def _hours(value: float) -> str:
+    """Device-hours with two significant digits at least (0.42, 0.0031), never in scientific notation."""
+    import math
+
+    if value >= 0.1 or value <= 0:
+        return f"{value:.2f}"
+    return f"{value:.{min(1 - math.floor(math.log10(value)), 9)}f}"
+
+
+def _duration(hours: float) -> str:
+    if hours >= 1:
+        return f"{hours:.1f} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.2g} s"
+
+
+def _print_estimate(groups: list[Any], walls: dict[int, float]) -> None:
     columns = ("task", "backbone", "cells", "train images", "eval images", "train images/s", "device-hours", "from")
-    for column in columns:
-        table.add_column(column)
+    rows = []
     for g in groups:
         rate = f"{g.images_per_second:.1f}" if g.images_per_second else "-"
-        hours = f"{g.device_hours:.2f}" if g.device_hours is not None else "-"
+        hours = _hours(g.device_hours) if g.device_hours is not None else "-"
         sized = g.train_images or g.eval_images
         images = (f"{g.train_images:,}", f"{g.eval_images:,}") if sized else ("-", "-")
-        row = (g.task, g.backbone, str(g.cells), *images, rate, hours, g.source)
-        table.add_row(*(escape(x) for x in row))
-    stdout.print(table)
+        rows.append((g.task, g.backbone, str(g.cells), *images, rate, hours, g.source))
+    _print_rows("estimated cost of the cells to run", columns, rows)
     known = [g.device_hours for g in groups if g.device_hours is not None]
     missing = len(groups) - len(known)
     if not known:
-        stdout.print(
-            f"estimated total: unknown, no throughput recorded for any of the {missing} groups; "
+        _say(
+            f"estimated total: unknown, no throughput recorded, calibrated or counted for any of the {missing} groups; "
             "`bench plan --calibrate` measures it on this machine"
         )
         return
-    total = f"{sum(known):.2f} device-hours" + (f" (+ {missing} groups not estimated)" if missing else "")
-    stdout.print(f"estimated total: {total}; full fine-tuning throughput, an upper bound for frozen strategies")
+    total = f"{_hours(sum(known))} device-hours" + (f" (+ {missing} groups not estimated)" if missing else "")
+    _say(f"estimated total: {total}; full fine-tuning throughput, an upper bound for frozen strategies")
+    slots = ", ".join(f"{n} slot{'s' * (n != 1)} {_duration(hours)}" for n, hours in walls.items())
+    left = f"; the cells of {missing} groups not estimated left out" if missing else ""
+    _say(f"wall time: {slots} (teachers and pretraining stages before the cells that need them{left})")
+
+
+def _estimate_document(groups: list[Any], throughput: Any, walls: dict[int, float]) -> dict[str, Any]:
+    """The estimate as JSON: per group, the total, and the wall time per number of parallel slots."""
+    known = [g.device_hours for g in groups if g.device_hours is not None]
+    return {
+        "tflops": throughput.tflops,
+        "tflops_source": throughput.why,
+        "groups": [
+            {
+                "task": g.task,
+                "backbone": g.backbone,
+                "cells": g.cells,
+                "train_images": g.train_images,
+                "eval_images": g.eval_images,
+                "images_per_second": g.images_per_second,
+                "flops_per_image": g.flops_per_image,
+                "device_hours": g.device_hours,
+                "basis": g.basis,
+                "from": g.source,
+            }
+            for g in groups
+        ],
+        "total_device_hours": sum(known) if known or not groups else None,
+        "groups_not_estimated": len(groups) - len(known),
+        "wall_hours": {str(n): hours for n, hours in walls.items()} if known or not groups else None,
+    }
+
+
+def _plan_csv(rows: list[dict[str, Any]], pretraining: list[dict[str, Any]]) -> str:
+    """One row per pretraining stage (task `pretrain:NAME`, no index), then one per cell."""
+    import csv
+    import io
+
+    columns = [*PLAN_CSV_COLUMNS]
+    stages = [
+        {
+            "task": f"pretrain:{p['name']}",
+            "backbone": p["backbone"],
+            "strategy": "full",
+            "seed": p["seed"],
+            "key": p["key"],
+            "state": p["state"],
+            "device_hours": p["device_hours"],
+            "estimate_from": p["estimate_from"],
+        }
+        for p in pretraining
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(stages + rows)
+    return buffer.getvalue()
 
 
 def emit(text: str, output: Path | None) -> None:

@@ -1,31 +1,92 @@
-"""What a suite will cost before it runs: images each cell processes, divided by a measured throughput.
+"""What a suite will cost before it runs: images each cell processes, divided by a throughput.
 
-Throughput comes from cells of the same task and backbone already in the results directory
-(`recorded`), or from a short calibration: a few training steps of full fine-tuning on
-synthetic batches of the suite's image size, on this machine's device (`calibrated`). Full
+Throughput comes, in this order of preference, from cells of the same task and backbone already
+in the results directory (`recorded`), from a short calibration: a few training steps of full
+fine-tuning on synthetic batches of the suite's image size, on this machine's device
+(`calibrated`), or from FLOPs (`flops`): the training FLOPs per image of full fine-tuning,
+counted by torch on the CPU (on the meta device where the model allows, so nothing is
+computed), divided by a device throughput in TFLOPS, stated (`bench plan --tflops`) or assumed
+for the device (`device_throughput`). Full
 fine-tuning is the slowest strategy, so estimates are upper bounds for strategies that freeze
 parts of the model. Evaluation is counted at three times the training rate (a forward pass
 without the backward).
+
+`wall_hours` turns per-cell durations into the wall time of N parallel slots: a list-scheduling
+simulation that starts a cell only after the cells it depends on (its teacher, its pretraining
+stage).
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
+import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from harness.cell import Cell
 from harness.components import Task
-from harness.devices import DeviceSetup, resolve_device, synchronized
+from harness.cost import flops_per_sample
+from harness.devices import DeviceSetup, resolve_device, synchronized, usable_cores
 from harness.registry import Registry
 from harness.store import Store
 from harness.suite import Training
 from harness.training import build_optimizer, seed_everything, step_budget
 
 EVAL_SPEEDUP = 3.0
+
+#: effective (sustained) TFLOPS assumed when none is stated and the device is not recognised:
+#: an A100-class GPU training with AMP at about a third of its 312 TFLOPS float16 tensor peak
+DEFAULT_TFLOPS = 100.0
+#: effective TFLOPS of known CUDA devices, matched in this order against the device name:
+#: about a third of each one's dense float16 tensor peak, the utilisation the default assumes
+KNOWN_GPUS: tuple[tuple[str, float], ...] = (
+    ("H200", 330.0),
+    ("H100", 300.0),
+    ("A100", 100.0),
+    ("L40S", 120.0),
+    ("L40", 60.0),
+    ("A10", 40.0),
+    ("L4", 40.0),
+    ("V100", 40.0),
+    ("RTX 4090", 55.0),
+    ("RTX 3090", 24.0),
+    ("T4", 20.0),
+)
+#: effective TFLOPS per CPU core when the device is the CPU: the quickstart's measured rate
+#: (about 45 GFLOPS of training on 2 cores)
+CPU_TFLOPS_PER_CORE = 0.02
+#: parallel slots `bench plan` shows the wall time for
+SLOTS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A device's effective TFLOPS and where the figure comes from."""
+
+    tflops: float
+    why: str  # "stated", "assumed default", "assumed for NVIDIA H100 ..."
+
+
+def device_throughput(stated: float | None, device: str) -> Throughput:
+    """The TFLOPS FLOP-based estimates divide by: `--tflops` if given, else a figure for the device."""
+    if stated is not None:
+        return Throughput(stated, "stated")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):  # what `auto` runs on here
+        cores = usable_cores()
+        hint = "; --tflops for a GPU" if device == "auto" else ""
+        return Throughput(round(CPU_TFLOPS_PER_CORE * cores, 4), f"assumed for {cores} CPU cores{hint}")
+    if (device in ("auto", "cuda") or device.startswith("cuda:")) and torch.cuda.is_available():
+        index = device.partition(":")[2]
+        name = torch.cuda.get_device_name(int(index) if index.isdigit() else 0)
+        for pattern, tflops in KNOWN_GPUS:
+            if pattern in name:
+                return Throughput(tflops, f"assumed for {name}")
+    return Throughput(DEFAULT_TFLOPS, "assumed default")
 
 
 @dataclass
@@ -38,7 +99,13 @@ class GroupEstimate:
     train_images: int
     eval_images: int
     images_per_second: float | None
-    source: str  # "recorded", "calibrated" or why there is no figure
+    source: str  # where the throughput comes from, or why there is none
+    #: "recorded", "calibrated", "flops", or None without a throughput
+    basis: str | None = None
+    #: training FLOPs per image of full fine-tuning, when counted
+    flops_per_image: float | None = None
+    #: keys of the cells of the group, in plan order
+    keys: list[str] = field(default_factory=list)
 
     @property
     def device_hours(self) -> float | None:
@@ -63,18 +130,30 @@ def images_of(cell: Cell, sizes: dict[str, int]) -> tuple[int, int]:
 
 
 def estimate(
-    cells: Iterable[Cell], registry: Registry, store: Store, device: str, calibrate: bool
+    cells: Iterable[Cell],
+    registry: Registry,
+    store: Store,
+    device: str,
+    calibrate: bool,
+    throughput: Throughput | None = None,
 ) -> list[GroupEstimate]:
-    """One estimate per task x backbone of `cells` (skipped cells cost nothing)."""
+    """One estimate per task x backbone of `cells` (skipped cells cost nothing).
+
+    Throughput: recorded, else calibrated (with `calibrate`), else from FLOPs at `throughput`
+    (default: `device_throughput(None, device)`).
+    """
     groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
         if not cell.skip_reason:
             groups.setdefault((cell.task, cell.backbone), []).append(cell)
     recorded = _recorded(store)
     setup = resolve_device(device, amp=True) if calibrate else None
+    speed = throughput or device_throughput(None, device)
+    counted: dict[str, float | str] = {}  # FLOPs per image (or why not), by model and input: counted once
     found = []
     shapes: dict[str, tuple[dict[str, int], int]] = {}  # by task: reading a dataset's files once is enough
     for (task, backbone), members in groups.items():
+        keys = [cell.key for cell in members]
         train = evaluation = 0
         try:
             if task not in shapes:
@@ -84,15 +163,82 @@ def estimate(
                 train, evaluation = train + t, evaluation + e
         except Exception as exc:  # a dataset that cannot say its size: no estimate, but the plan goes on
             why = str(exc).split(";")[0]
-            found.append(GroupEstimate(task, backbone, len(members), 0, 0, None, f"sizes unknown: {why}"))
+            found.append(GroupEstimate(task, backbone, len(members), 0, 0, None, f"sizes unknown: {why}", keys=keys))
             continue
+        group = GroupEstimate(task, backbone, len(members), train, evaluation, None, "", keys=keys)
         rate = recorded.get((task, members[0].settings["backbone"]["name"]))
-        source = "recorded" if rate else "not measured: run `bench plan --calibrate`"
-        if rate is None and setup is not None:
+        if rate:
+            group.images_per_second, group.source, group.basis = rate, "recorded", "recorded"
+        elif setup is not None:
             rate = _calibrate(members[0], registry, setup, shapes[task][1])
-            source = f"calibrated on {setup.name}"
-        found.append(GroupEstimate(task, backbone, len(members), train, evaluation, rate, source))
+            group.images_per_second, group.source, group.basis = rate, f"calibrated on {setup.name}", "calibrated"
+        else:
+            key = flops_key(members[0], registry, shapes[task][1])
+            if key not in counted:
+                counted[key] = count_flops(members[0], registry, shapes[task][1])
+            flops = counted[key]
+            if isinstance(flops, str):
+                group.source = f"FLOPs not counted: {flops}; run `bench plan --calibrate`"
+            else:
+                group.flops_per_image, group.basis = flops, "flops"
+                group.images_per_second = speed.tflops * 1e12 / flops
+                gflops = f"{flops / 1e9:,.0f}" if flops >= 1e11 else f"{flops / 1e9:.3g}"
+                group.source = f"FLOPs: {gflops} GFLOPs/img at {speed.tflops:g} TFLOPS ({speed.why})"
+        found.append(group)
     return found
+
+
+def flops_key(cell: Cell, registry: Registry, classes: int) -> str:
+    """What the FLOPs of a cell's training step depend on: task kind and options, backbone, input size, classes."""
+    spec = cell.settings["task"]
+    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
+    parts = {
+        "kind": spec["kind"],
+        "options": spec["options"],
+        "backbone": cell.settings["backbone"]["name"],
+        "backbone_options": cell.settings["backbone"].get("options") or {},
+        "size": int(getattr(dataset.options, "image_size", 224)),
+        "classes": classes,
+    }
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def count_flops(cell: Cell, registry: Registry, classes: int) -> float | str:
+    """Training FLOPs per image of full fine-tuning for a cell's task and backbone, or why they cannot be counted.
+
+    One step on a synthetic batch of the dataset's image size, counted by torch's
+    FlopCounterMode. First on the meta device, where nothing is computed (under a second even
+    at 768 px), with two images (BatchNorm trains on more than one value per channel); models
+    that cannot run there (Faster R-CNN: NMS and proposal matching have data-dependent shapes)
+    run on the CPU at the real size, with the task's smallest batch (one image for detection,
+    two if one fails), a few seconds each. Operators torch does not count (RoIAlign, NMS)
+    are left out, as in the FLOPs the runner records.
+    """
+    spec = cell.settings["task"]
+    task: Task = registry.create("task", spec["kind"], spec["options"])
+    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
+    chosen = cell.settings["backbone"]
+    size = int(getattr(dataset.options, "image_size", 224))
+    smallest = max(1, task.min_train_batch())
+    attempts = [("meta", max(2, smallest)), ("cpu", smallest), *([("cpu", 2)] if smallest < 2 else [])]
+    why = "torch could not count them"
+    for where, count in attempts:
+        device = torch.device(where)
+        try:
+            seed_everything(0)
+            with device:
+                plugin = registry.create("backbone", chosen["name"], chosen.get("options"))
+                model = task.build_model(plugin.build(task.output_stride()), classes).train()
+            batch = task.to_device(task.collate(_synthetic(spec["kind"], task, size, classes, count)), device)
+            flops = flops_per_sample(functools.partial(task.loss, model, batch), count)
+            if flops:
+                return flops
+            if where == "cpu":  # counting failed: run the step uncounted to say why
+                task.loss(model, batch).backward()
+                why = "torch could not count them"
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    return why
 
 
 def _recorded(store: Store) -> dict[tuple[str, str], float]:
@@ -146,3 +292,55 @@ def _synthetic(kind: str, task: Task, size: int, classes: int, count: int) -> li
     if kind == "segmentation":
         return [(torch.rand(3, size, size), torch.randint(0, classes, (size, size))) for _ in range(count)]
     return [(torch.rand(3, size, size), int(torch.randint(0, classes, ()))) for _ in range(count)]
+
+
+def wall_hours(jobs: Sequence[tuple[str, float, Iterable[str]]], slots: int) -> float:
+    """Wall time of running `jobs` (key, hours, keys it must wait for) on `slots` parallel slots.
+
+    List scheduling, as an executor with `slots` workers runs a plan: whenever a slot is free
+    it takes the first job, in the given order, whose dependencies have all finished; it waits
+    for the next job to finish when none is ready. Dependencies on keys outside `jobs` (cells
+    already done) are met. Raises ValueError when dependencies form a cycle.
+    """
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots}")
+    known = {key for key, _, _ in jobs}
+    hours = {key: duration for key, duration, _ in jobs}
+    waits = {key: {d for d in after if d in known and d != key} for key, _, after in jobs}
+    pending = [key for key, _, _ in jobs]
+    finished: set[str] = set()
+    running: list[tuple[float, int, str]] = []  # (end, start order, key)
+    now, started = 0.0, 0
+    while pending or running:
+        while len(running) < slots:
+            ready = next((key for key in pending if waits[key] <= finished), None)
+            if ready is None:
+                break
+            pending.remove(ready)
+            heapq.heappush(running, (now + hours[ready], started, ready))
+            started += 1
+        if not running:
+            raise ValueError(f"dependencies of {', '.join(pending[:3])} can never be met (a cycle)")
+        now, _, key = heapq.heappop(running)
+        finished.add(key)
+        while running and running[0][0] <= now:  # every job that ends at the same time
+            finished.add(heapq.heappop(running)[2])
+    return now
+
+
+def cell_jobs(
+    groups: Sequence[GroupEstimate], cells: Iterable[Cell], stages: dict[str, str]
+) -> list[tuple[str, float, list[str]]]:
+    """The cells of the estimated groups as jobs for `wall_hours`, in the order given.
+
+    Each cell takes an even share of its group's device-hours and waits for its teacher cell
+    and for its pretraining stage (`stages`: stage name -> key of the stage's cell). Cells of
+    groups without an estimate are left out.
+    """
+    hours = {key: g.device_hours / g.cells for g in groups if g.device_hours is not None for key in g.keys}
+    jobs = []
+    for cell in cells:
+        if cell.key in hours:
+            after = [key for key in (cell.teacher, stages.get(cell.pretrain or "")) if key]
+            jobs.append((cell.key, hours[cell.key], after))
+    return jobs

@@ -206,18 +206,17 @@ def test_plan_estimates_the_cost_of_the_cells_to_run(tmp_path: Path) -> None:
     )
     suite = tmp_path / "suite.toml"
     suite.write_text(to_toml(data))
-    result = runner.invoke(app, ["plan", str(suite), "--calibrate"], env={"COLUMNS": "250"})
+    result = runner.invoke(app, ["plan", str(suite), "--calibrate", "--format", "json"])
     assert result.exit_code == 0, result.output
-    rows = {
-        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-        for line in result.output.splitlines()
-        if line.startswith("│")
-    }
+    estimate = json.loads(result.output)["estimate"]
+    groups = {g["task"]: g for g in estimate["groups"]}
     # shapes: 2 cells x 2 epochs x 16 training images; 2 x (2 x 8 val + 8 test) evaluation images
-    backbone, cells, train, evaluation, rate, hours, source = rows["cls"]
-    assert backbone == "resnet18"
-    assert (cells, train, evaluation) == ("2", "64", "48") and source.startswith("calibrated on cpu")
-    assert float(rate) > 0 and hours != "-"
+    cls = groups["cls"]
+    assert cls["backbone"] == "resnet18" and cls["basis"] == "calibrated"
+    assert (cls["cells"], cls["train_images"], cls["eval_images"]) == (2, 64, 48)
+    assert cls["from"].startswith("calibrated on cpu")
+    assert cls["images_per_second"] > 0 and cls["device_hours"] > 0
     # CIFAR-10 files absent: the release's nominal sizes (45,000 training images after the 10% holdout)
-    assert rows["cifar"][1:3] == ["2", "180,000"] and rows["cifar"][-1].startswith("calibrated on cpu")
-    assert "estimated total:" in result.output
+    assert (groups["cifar"]["cells"], groups["cifar"]["train_images"]) == (2, 180_000)
+    assert groups["cifar"]["from"].startswith("calibrated on cpu")
+    assert estimate["total_device_hours"] == pytest.approx(cls["device_hours"] + groups["cifar"]["device_hours"])
