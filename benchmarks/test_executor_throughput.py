@@ -3,7 +3,9 @@
 All three run the quickstart's nine target cells (one seed) back to back in one session, each
 into a fresh results directory that already holds the pretraining checkpoint, so what is
 timed is the cells themselves: `sequential` with every core in one process (the default), the
-others with the cores shared out, one thread per worker. Run with
+others with the cores shared out, one thread per worker. `processes-1-slot` runs one worker with
+one thread: the same arithmetic per cell as two slots, so the ratio between them is the
+executor's own scaling from one slot to two. Run with
 `pytest benchmarks/test_executor_throughput.py --benchmark-only -s`.
 """
 
@@ -42,6 +44,7 @@ def test_cells_per_hour_by_executor(benchmark, tmp_path: Path) -> None:
     seconds: dict[str, float] = {}
     executors: dict[str, dict[str, Any]] = {
         "sequential": {"name": "sequential"},
+        "processes-1-slot": {"name": "processes", "options": {"slots": 1, "threads": 1}},
         "processes": {"name": "processes", "options": {"slots": 2, "threads": 1}},
     }
     try:
@@ -58,9 +61,15 @@ def test_cells_per_hour_by_executor(benchmark, tmp_path: Path) -> None:
     benchmark.pedantic(measure_all, rounds=1)
     per_hour = {name: 9 * 3600 / s for name, s in seconds.items()}
     ratios = {name: seconds["sequential"] / s for name, s in seconds.items()}
-    benchmark.extra_info.update(seconds=seconds, cells_per_hour=per_hour, ratio_to_sequential=ratios)
+    one_slot = {name: seconds["processes-1-slot"] / s for name, s in seconds.items()}
+    benchmark.extra_info.update(
+        seconds=seconds, cells_per_hour=per_hour, ratio_to_sequential=ratios, ratio_to_one_slot=one_slot
+    )
     print()
     for name in seconds:
-        print(f"{name:>10}: {seconds[name]:6.1f} s, {per_hour[name]:6.0f} cells/h, x{ratios[name]:.2f} sequential")
+        print(
+            f"{name:>19}: {seconds[name]:6.1f} s, {per_hour[name]:6.0f} cells/h, "
+            f"x{ratios[name]:.2f} sequential, x{one_slot[name]:.2f} processes-1-slot"
+        )
     if "ray" not in seconds:
         pytest.skip("ray is not installed: only sequential and processes measured")

@@ -127,27 +127,11 @@ def run(
         stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}")
         raise typer.Exit(130) from None
     observer.close()
-    stderr.print(describe_run(summary), markup=False, soft_wrap=True)
+    stderr.print(summary.describe(), markup=False, soft_wrap=True)
     stderr.print(f"results: {summary.output}")
     stderr.print(f"report:  bench report {summary.output} --format markdown")
     if summary.failed:
         raise typer.Exit(1)
-
-
-def describe_run(summary: Any) -> str:
-    """The run summary: what was reused, what this run's executor did, slot by slot."""
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing to run"
-    lines = [f"{summary.total} cells: {summary.reused} already done, this run: {counts}"]
-    ran = sum(summary.per_slot.values())
-    if ran or summary.pretrained:
-        slots = ", ".join(f"slot {slot}: {n}" for slot, n in sorted(summary.per_slot.items()))
-        stages = (
-            f"; {summary.pretrained} pretraining stage{'s' * (summary.pretrained != 1)}" if summary.pretrained else ""
-        )
-        lines.append(f"{summary.executor} ran {ran} cell{'s' * (ran != 1)} ({slots}){stages}")
-    if summary.elsewhere:
-        lines.append(f"{summary.elsewhere} cells were run by another `bench run` on the same results at the same time")
-    return "\n".join(lines)
 
 
 PLAN_FORMATS = ("table", "csv", "json")

@@ -87,7 +87,8 @@ def _train(
 ) -> None:
     settings = cell.settings
     training = Training(**settings["training"])
-    set_threads(min(t for t in (training.threads, threads) if t) if training.threads or threads else None)
+    caps = [t for t in (training.threads, threads) if t]
+    set_threads(min(caps) if caps else None)
     setup = resolve_device(device, training.amp)
     seed_everything(cell.seed)
     result.provenance = provenance(setup.name, cell.seed)
@@ -246,6 +247,19 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return self.statuses["failed"] + self.statuses["diverged"]
+
+    def describe(self) -> str:
+        """What was reused, and what this run's executor did, slot by slot (the end of `bench run`)."""
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items())) or "nothing to run"
+        lines = [f"{self.total} cells: {self.reused} already done, this run: {counts}"]
+        ran = sum(self.per_slot.values())
+        if ran or self.pretrained:
+            slots = ", ".join(f"slot {slot}: {n}" for slot, n in sorted(self.per_slot.items()))
+            stages = f"; {self.pretrained} pretraining stage{'s' * (self.pretrained != 1)}" if self.pretrained else ""
+            lines.append(f"{self.executor} ran {ran} cell{'s' * (ran != 1)} ({slots}){stages}")
+        if self.elsewhere:
+            lines.append(f"{self.elsewhere} cells were run by another `bench run` on the same results at the same time")
+        return "\n".join(lines)
 
 
 def run_suite(
