@@ -96,7 +96,7 @@ def _error(tmp_path: Path, write_suite, registry, **overrides) -> str:
         ({"tasks__1__options": {"rpn_size": 9}}, "tasks[1].options.rpn_size: unknown key; allowed: fpn_stages,"),
         ({"backbones__0__weights": "imagenet"}, "backbones[0].weights: unknown weights source 'imagenet'"),
         ({"backbones__0__weights": "pretrain:nowhere"}, "backbones[0].weights: unknown pretraining stage 'nowhere'"),
-        ({"executor": "slurm"}, "executor: unknown executor 'slurm'; allowed: sequential"),
+        ({"executor": "slurm"}, "executor: unknown executor 'slurm'; allowed: processes, ray, sequential"),
         ({"tasks": None}, "tasks: required key is missing"),
         ({"exclude": [{"strategy": "fulll"}]}, "exclude[0].strategy: unknown strategy 'fulll'"),
         ({"strategies": [{"name": "full"}, {"name": "full"}]}, "strategies[1].label: 'full' appears twice"),
