@@ -65,8 +65,6 @@ class JobOutcome:
     key: str
     how: How
     result: CellResult | None = None
-    #: who holds the claim, for `claimed`
-    holder: str = ""
     #: the result is in the store (False when the worker died and the driver must write it)
     stored: bool = True
     #: the executor slot that ran it
@@ -82,6 +80,14 @@ def is_done(job: Job, store: Store) -> bool:
 
 def load_result(job: Job, store: Store) -> CellResult | None:
     return store.load_pretrain(job.key) if job.pretraining else store.load(job.key)
+
+
+def save_result(job: Job, store: Store, result: CellResult) -> None:
+    """Write a job's result where its kind of result lives (cells/ or pretrain/)."""
+    if job.pretraining:
+        store.save_pretrain(result)
+    else:
+        store.save(result)
 
 
 def reusable(job: Job, store: Store) -> CellResult | None:
@@ -147,23 +153,17 @@ def run_job(job: Job, registry: Registry | None = None, observer: Observer | Non
     store = Store(job.store)
     claim = store.claims.acquire(job.key)
     if claim is None:
-        holder = store.claims.holder(job.key) or {}
-        return JobOutcome(job.key, "claimed", holder=f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}")
+        return JobOutcome(job.key, "claimed")
     try:
         done = reusable(job, store)
         if done is not None:  # another run finished it after we planned
             return JobOutcome(job.key, "reused", done)
         registry = registry or registry_for(job.plugins, job.entry_points)
+        checkpoint = store.checkpoint_path(job.key)
+        keep = (lambda model: save_state(model.backbone, checkpoint)) if job.pretraining else None
         with store.claims.heartbeat(claim):
-            if job.pretraining:
-                path = store.checkpoint_path(job.key)
-                result = run_cell(
-                    job.cell, registry, job.device, store, observer, lambda m: save_state(m.backbone, path), job.threads
-                )
-                store.save_pretrain(result)
-            else:
-                result = run_cell(job.cell, registry, job.device, store, observer, threads=job.threads)
-                store.save(result)
+            result = run_cell(job.cell, registry, job.device, store, observer, keep, job.threads)
+            save_result(job, store, result)
         return JobOutcome(job.key, "ran", result)
     finally:
         store.claims.release(claim)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.components import Executor
-from harness.job import Job, JobOutcome, is_done, reusable
+from harness.job import Job, JobOutcome, is_done, reusable, save_result
 from harness.result import CellResult
 from harness.store import Store
 
@@ -113,10 +113,7 @@ class Scheduler:
             return
         assert outcome.result is not None
         if not outcome.stored:
-            if job.pretraining:
-                self.store.save_pretrain(outcome.result)
-            else:
-                self.store.save(outcome.result)
+            save_result(job, self.store, outcome.result)
         self.finished[outcome.key] = outcome.result
         self.on_outcome(job, outcome)
 
