@@ -58,6 +58,8 @@ class CellResult:
     reason: str | None = None
     traceback: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: what the data pipeline changed in the data, e.g. {"train_boxes_dropped": 3}
+    data: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
 
