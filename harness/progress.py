@@ -40,7 +40,7 @@ class Observer:
     def step(self, loss: float, steps: int = 1) -> None:
         """`steps` optimizer steps done (events from other processes arrive batched), the last one's loss."""
 
-    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None: ...
+    def epoch_finished(self, epoch: int, val: dict[str, float | None]) -> None: ...
     def cell_finished(self, result: CellResult) -> None: ...
     def pretrain_finished(self, result: CellResult) -> None: ...
     def message(self, text: str) -> None: ...
@@ -128,7 +128,7 @@ class RichObserver(QuietObserver):
     def step(self, loss: float, steps: int = 1) -> None:
         self.slot(0).step(loss, steps)
 
-    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
+    def epoch_finished(self, epoch: int, val: dict[str, float | None]) -> None:
         self.slot(0).epoch_finished(epoch, val)
 
     def cell_finished(self, result: CellResult) -> None:
@@ -170,9 +170,9 @@ class _SlotBars(Observer):
         if self.epoch_bar is not None:
             self.progress.update(self.epoch_bar, advance=steps, info=f"loss {loss:.4f}")
 
-    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
+    def epoch_finished(self, epoch: int, val: dict[str, float | None]) -> None:
         if self.cell_bar is not None:
-            shown = " ".join(f"{k}={v:.3f}" for k, v in list(val.items())[:2])
+            shown = " ".join(f"{k}={'-' if v is None else f'{v:.3f}'}" for k, v in list(val.items())[:2])
             self.progress.update(self.cell_bar, advance=1, info=shown)
 
     def cell_finished(self, result: CellResult) -> None:
@@ -231,7 +231,7 @@ class Forwarding(Observer):
             self._forward("step", self.loss, self.pending_steps)
             self.pending_steps = 0
 
-    def epoch_finished(self, epoch: int, val: dict[str, float]) -> None:
+    def epoch_finished(self, epoch: int, val: dict[str, float | None]) -> None:
         self._flush()
         self._forward("epoch_finished", epoch, val)
 

@@ -126,7 +126,7 @@ class FitOutcome:
 
 def evaluate(
     model: TaskModel, task: Task, loader: DataLoader, setup: DeviceSetup, num_classes: int
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Metrics of `model` on every batch of `loader`, in full precision so they match the references."""
     model.eval()
 
@@ -211,7 +211,9 @@ def fit(
         if metric not in val:
             raise BenchError(f"metric {metric!r} is not reported here; the task reported {', '.join(val)}")
         outcome.curve.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val": val})
-        if not outcome.best or val[metric] > outcome.best["value"]:
-            outcome.best = {"metric": metric, "value": val[metric], "epoch": epoch + 1, "step": step}
+        value, best = val[metric], outcome.best.get("value")
+        # None: the metric is undefined on this split (e.g. no ground truth); any number beats it
+        if not outcome.best or (value is not None and (best is None or value > best)):
+            outcome.best = {"metric": metric, "value": value, "epoch": epoch + 1, "step": step}
         observer.epoch_finished(epoch, val)
     return outcome

@@ -21,12 +21,12 @@ class Replay(torch.nn.Module):
         return self.outputs.pop(0)
 
 
-def _random_detection_case(rng: np.random.Generator, images: int, classes: int):
+def _random_detection_case(rng: np.random.Generator, images: int, classes: int, largest: float = 40):
     targets, predictions = [], []
     for _ in range(images):
         n = int(rng.integers(1, 5))
         xy = rng.uniform(0, 80, size=(n, 2))
-        wh = rng.uniform(8, 40, size=(n, 2))
+        wh = rng.uniform(8, largest, size=(n, 2))
         boxes = np.concatenate([xy, xy + wh], axis=1)
         labels = rng.integers(1, classes + 1, size=n)
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)})
@@ -54,7 +54,11 @@ def _xywh(boxes: torch.Tensor) -> list[list[float]]:
     return box_convert(boxes, "xyxy", "xywh").tolist()
 
 
-def _cocoeval(targets, predictions, classes: int) -> tuple[float, float]:
+#: COCOeval's `stats` index of each metric the detection task reports
+COCO_STATS = {"map": 0, "map_50": 1, "map_75": 2, "map_small": 3, "map_medium": 4, "map_large": 5, "mar_100": 8}
+
+
+def _cocoeval(targets, predictions, classes: int) -> np.ndarray:
     gt = {"images": [], "annotations": [], "categories": [{"id": c} for c in range(1, classes + 1)]}
     dets = []
     for image_id, (t, p) in enumerate(zip(targets, predictions, strict=True)):
@@ -79,21 +83,155 @@ def _cocoeval(targets, predictions, classes: int) -> tuple[float, float]:
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    return float(evaluator.stats[0]), float(evaluator.stats[1])
+    return np.asarray(evaluator.stats, dtype=float)
 
 
+def _evaluate(registry, targets, predictions, classes: int = 3, **options) -> dict:
+    task = registry.create("task", "detection", options)
+    batches = [(None, targets[i : i + 4]) for i in range(0, len(targets), 4)]
+    model = Replay([predictions[i : i + 4] for i in range(0, len(targets), 4)])
+    return task.evaluate(model, iter(batches), num_classes=classes)
+
+
+@pytest.mark.parametrize("largest", [40, 110])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
-def test_detection_map_equals_pycocotools(registry, seed: int) -> None:
+def test_detection_map_equals_pycocotools(registry, seed: int, largest: float) -> None:
+    """Every COCO metric the task reports (by size and AR@100 too) is pycocotools' to float precision;
+    with boxes up to 40 px no object is large (96² px), and the task says None where COCOeval says -1."""
     rng = np.random.default_rng(seed)
-    targets, predictions = _random_detection_case(rng, images=12, classes=3)
-    task = registry.create("task", "detection")
-    batches = [(None, targets[i : i + 4]) for i in range(0, 12, 4)]
-    model = Replay([predictions[i : i + 4] for i in range(0, 12, 4)])
-    found = task.evaluate(model, iter(batches), num_classes=3)
-    reference_map, reference_map50 = _cocoeval(targets, predictions, classes=3)
-    assert 0.05 < reference_map < 0.95  # a case that can tell implementations apart
-    assert found["map"] == pytest.approx(reference_map, abs=1e-6)
-    assert found["map_50"] == pytest.approx(reference_map50, abs=1e-6)
+    targets, predictions = _random_detection_case(rng, images=12, classes=3, largest=largest)
+    found = _evaluate(registry, targets, predictions)
+    reference = _cocoeval(targets, predictions, classes=3)
+    assert 0.05 < reference[0] < 0.95  # a case that can tell implementations apart
+    for name, index in COCO_STATS.items():
+        if reference[index] == -1:
+            assert found[name] is None, name
+        else:
+            assert found[name] == pytest.approx(reference[index], abs=3e-8), name
+    assert (found["map_large"] is None) == (largest == 40)
+
+
+def test_detection_metrics_are_none_without_ground_truth(registry) -> None:
+    """COCOeval's -1 (undefined) is None, never a number that a mean over seeds would take in."""
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    prediction = {"boxes": torch.tensor([[1.0, 1, 20, 20]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}
+    found = _evaluate(registry, [empty, empty], [prediction, prediction])
+    assert set(found) == set(COCO_STATS) and all(v is None for v in found.values())
+    found = _evaluate(registry, [empty], [prediction], metric_protocol="voc07")
+    assert found["map_voc07"] is None
+
+
+def test_zero_area_ground_truth_counts_as_a_miss_as_in_pycocotools(registry) -> None:
+    """A ground-truth box without area (kept on the test split) is a miss, as COCOeval counts it."""
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10, 30, 30], [40, 40, 40, 60]]), "labels": torch.tensor([1, 1])},
+        {"boxes": torch.tensor([[5.0, 5, 25, 45]]), "labels": torch.tensor([2])},
+    ]
+    predictions = [
+        {"boxes": torch.tensor([[11.0, 10, 30, 31]]), "scores": torch.tensor([0.8]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[5.0, 5, 25, 45]]), "scores": torch.tensor([0.7]), "labels": torch.tensor([2])},
+    ]
+    found = _evaluate(registry, targets, predictions, classes=2)
+    reference = _cocoeval(targets, predictions, classes=2)
+    for name, index in COCO_STATS.items():
+        expected = None if reference[index] == -1 else pytest.approx(reference[index], abs=3e-8)
+        assert found[name] == expected, name
+    # class 1 finds one of its two boxes, at IoU 380/419 = 0.907: at 9 of the 10 thresholds, so recall 0.45;
+    # class 2 finds its box exactly: 1
+    assert found["mar_100"] == pytest.approx((0.45 + 1.0) / 2)
+
+
+# --- the PASCAL VOC devkit's AP (metric_protocol voc07 / voc12) ---------------------------------
+
+
+def _ours(*corners: float) -> list[float]:
+    """The devkit's 1-based inclusive corners (the XML's) as this project's 0-based xyxy, as VOC's reader converts."""
+    x1, y1, x2, y2 = corners
+    return [x1 - 1, y1 - 1, x2, y2]
+
+
+def _voc_case():
+    """One class, two images; boxes in the devkit's (XML) coordinates, areas with its +1 convention.
+
+    Image A: G1 (1,1,10,10) = 100 px; D1 (21,1,40,20) = 400 px, difficult.
+    Image B: G2 (1,1,20,20) = 400 px; G3 (31,31,40,40) = 100 px. Positives: G1, G2, G3 = 3.
+    Detections, by score:
+      d1 0.9 A (1,1,10,10): G1 at IoU 1 -> TP
+      d2 0.8 A (2,1,10,10): G1 at IoU 90/100 = 0.9, already matched -> FP (duplicate)
+      d3 0.7 A (25,5,29,9), 25 px inside D1: IoU 25/400 = 0.0625 < 0.5 -> FP (the devkit's rule;
+         COCOeval's crowd rule would ignore it: all of it lies inside the ignore region)
+      d4 0.6 B (1,1,20,19): G2 at IoU 380/400 = 0.95 -> TP
+      d5 0.5 A (21,1,40,19): D1 at IoU 380/400 = 0.95, difficult -> neither TP nor FP
+      d6 0.4 B (31,31,40,39): G3 at IoU 90/100 = 0.9 -> TP
+    Cumulative (tp, fp) -> (recall, precision): (1,0) 1/3, 1 | (1,1) 1/3, 1/2 | (1,2) 1/3, 1/3 |
+      (2,2) 2/3, 1/2 | (2,2) 2/3, 1/2 | (3,2) 1, 3/5
+    VOC07, 11 points: t = 0, .1, .2, .3 -> 1; t = .4 .. 1.0 (7 points) -> 3/5: (4 + 7 * 0.6) / 11 = 8.2 / 11
+    VOC12: precision envelope 1 up to recall 1/3, then 3/5 up to 1: 1/3 * 1 + 2/3 * 3/5 = 1/3 + 0.4
+    """
+    truths = [
+        (np.array([_ours(1, 1, 10, 10), _ours(21, 1, 40, 20)]), np.array([False, True])),
+        (np.array([_ours(1, 1, 20, 20), _ours(31, 31, 40, 40)]), np.array([False, False])),
+    ]
+    a = [
+        (0.9, _ours(1, 1, 10, 10)),
+        (0.8, _ours(2, 1, 10, 10)),
+        (0.7, _ours(25, 5, 29, 9)),
+        (0.5, _ours(21, 1, 40, 19)),
+    ]
+    b = [(0.6, _ours(1, 1, 20, 19)), (0.4, _ours(31, 31, 40, 39))]
+    detections = [(np.array([box for _, box in d]), np.array([s for s, _ in d])) for d in (a, b)]
+    return detections, truths
+
+
+def test_voc_devkit_average_precision_by_hand() -> None:
+    from bench_plugins.tasks.detection import voc_average_precision
+
+    detections, truths = _voc_case()
+    assert voc_average_precision(detections, truths, use_07_metric=True) == pytest.approx(8.2 / 11, abs=1e-12)
+    assert voc_average_precision(detections, truths, use_07_metric=False) == pytest.approx(1 / 3 + 0.4, abs=1e-12)
+
+
+def test_voc_devkit_pixel_convention() -> None:
+    """The devkit counts pixels: (x2 - x1 + 1) * (y2 - y1 + 1) on its 1-based inclusive corners.
+
+    G (1,1,2,2) = 4 px and d (1,1,2,1) = 2 px: IoU 2/4 = 0.5 -> TP (AP 1); without the +1, d has no area.
+    G (1,1,3,3) = 9 px and d (1,1,3,1) = 3 px: IoU 1/3 -> FP (AP 0); the +1 added to 0-based
+    corners instead would give 8/16 = 0.5, a TP.
+    """
+    from bench_plugins.tasks.detection import voc_average_precision
+
+    def ap(gt: list[float], det: list[float]) -> float:
+        truths = [(np.array([gt]), np.array([False]))]
+        return voc_average_precision([(np.array([det]), np.array([0.9]))], truths, use_07_metric=False)
+
+    assert ap(_ours(1, 1, 2, 2), _ours(1, 1, 2, 1)) == pytest.approx(1.0)
+    assert ap(_ours(1, 1, 3, 3), _ours(1, 1, 3, 1)) == pytest.approx(0.0)
+
+
+def test_voc_protocol_through_the_task(registry) -> None:
+    """Class 1 is the hand-built case; class 2 has only a difficult box, so no AP, and is left out of the mean."""
+    detections, truths = _voc_case()
+    targets, predictions = [], []
+    for (det_boxes, scores), (gt_boxes, difficult) in zip(detections, truths, strict=True):
+        targets.append(
+            {
+                "boxes": torch.tensor(np.concatenate([gt_boxes, [[50, 50, 60, 60]]]), dtype=torch.float32),
+                "labels": torch.tensor([1] * len(gt_boxes) + [2]),
+                "iscrowd": torch.tensor([*difficult.astype(int), 1]),
+            }
+        )
+        predictions.append(
+            {
+                "boxes": torch.tensor(np.concatenate([det_boxes, [[50, 50, 60, 60]]]), dtype=torch.float32),
+                "scores": torch.tensor([*scores, 0.3], dtype=torch.float32),
+                "labels": torch.tensor([1] * len(det_boxes) + [2]),
+            }
+        )
+    voc07 = _evaluate(registry, targets, predictions, classes=2, metric_protocol="voc07")
+    voc12 = _evaluate(registry, targets, predictions, classes=2, metric_protocol="voc12")
+    assert voc07["map_voc07"] == pytest.approx(8.2 / 11, abs=1e-6) and "map_voc12" not in voc07
+    assert voc12["map_voc12"] == pytest.approx(1 / 3 + 0.4, abs=1e-6)
+    assert voc07["map"] == voc12["map"] and "map_voc07" not in _evaluate(registry, targets, predictions, classes=2)
 
 
 def test_segmentation_miou_ignores_void_and_absent_classes(registry) -> None:

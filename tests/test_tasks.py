@@ -35,4 +35,4 @@ def test_backbone_in_task_trains_and_evaluates(registry, name: str, kind: str) -
     with torch.inference_mode():
         metrics = task.evaluate(model, iter([batch]), len(classes))
     assert set(metrics) <= set(task.metrics) and metrics
-    assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics.values())
+    assert all(v is None or 0.0 <= v <= 1.0 for v in metrics.values())  # None: undefined here (no large boxes)

@@ -2,7 +2,8 @@
 
 Category ids (1..90 with gaps) map to 0..C-1 in id order. Boxes are COCO's [x, y, w, h] made
 xyxy; crowd annotations stay as `iscrowd` boxes, which COCOeval treats as ignore regions and
-training leaves out, as COCO's own evaluation does.
+training leaves out, as COCO's own evaluation does. Every annotation is read, a zero-width one
+too: the transforms clamp boxes to the image and drop those without area from training only.
 """
 
 from __future__ import annotations
@@ -70,17 +71,20 @@ class _Instances(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, dict[str, torch.Tensor]]:
-        info = self.images[i]
-        image = Image.open(self.folder / info["file_name"]).convert("RGB")
+        image = Image.open(self.folder / self.images[i]["file_name"]).convert("RGB")
+        return image, self.target(i)
+
+    def target_and_size(self, i: int) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+        return self.target(i), (int(self.images[i]["height"]), int(self.images[i]["width"]))
+
+    def target(self, i: int) -> dict[str, torch.Tensor]:
         boxes, labels, crowd = [], [], []
-        for a in self.by_image.get(info["id"], []):
+        for a in self.by_image.get(self.images[i]["id"], []):
             x, y, w, h = a["bbox"]
-            if w <= 0 or h <= 0:
-                continue
             boxes.append([x, y, x + w, y + h])
             labels.append(self.category_index[a["category_id"]])
             crowd.append(bool(a.get("iscrowd", 0)))
-        return image, detection_target(boxes, labels, crowd)
+        return detection_target(boxes, labels, crowd)
 
 
 @hookimpl

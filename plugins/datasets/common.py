@@ -8,6 +8,12 @@ and the dataset's evaluation split is `test`, never seen before the final evalua
 Augmentations are torchvision.transforms.v2 on tv_tensors, so images, boxes and masks move
 together. Images leave as float tensors in [0, 1]; normalisation belongs to the model (the
 backbone's weights say which mean and std).
+
+Detection boxes are clamped to the image on every split (as torchvision's references do). Only
+on the training split are boxes that have no area left after clamping dropped (Faster R-CNN
+cannot train on them); the val and test splits keep every annotation as ground truth, as
+COCOeval does. `box_statistics` counts, from the annotations alone, what the training split
+clamps and drops; the runner records it in the cell's `data`.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ class RealDatasetOptions(Options):
     image_size: Annotated[int, Field(ge=16, le=2048)] = 224
     #: random crops and flips on the training split
     augment: bool = True
+    #: random horizontal flips among the augmentations (off for digits, text, anything with a handedness)
+    flip: bool = True
+    #: classification: hold out `val_fraction` of each class (each class's share within one image)
+    #: rather than a random subset of the whole split; off by default, which keeps earlier results comparable
+    stratify: bool = False
     #: seed of the validation holdout and of `limit`'s subset
     seed: int = 0
 
@@ -65,20 +76,66 @@ class RealDataset(Dataset):
         """(PIL image, target) pairs of a source split; targets as `Dataset` documents them."""
 
     def load(self, kind: str, split: str) -> torch.utils.data.Dataset:
+        data = self._raw(kind, split)
+        indices = self.split_indices(kind, split, data)
+        augment = split == "train" and self.options.augment
+        transform = self.transform(kind, train=augment, drop_degenerate=split == "train")
+        return Transformed(Subset(data, indices), transform)
+
+    def _raw(self, kind: str, split: str) -> torch.utils.data.Dataset:
+        """The source split under `split`, read once per dataset object (train and val share one)."""
         source = self.source_splits["test" if split == "test" else "train"]
-        try:
-            data = self.raw(kind, source)
-        except (FileNotFoundError, RuntimeError, OSError) as exc:
-            raise self.missing(exc) from None
+        cache: dict[tuple[str, str], torch.utils.data.Dataset] = self.__dict__.setdefault("_raw_splits", {})
+        if (kind, source) not in cache:
+            try:
+                cache[kind, source] = self.raw(kind, source)
+            except (FileNotFoundError, RuntimeError, OSError) as exc:
+                raise self.missing(exc) from None
+        return cache[kind, source]
+
+    def split_indices(self, kind: str, split: str, data: torch.utils.data.Dataset) -> list[int]:
+        """Indices of `split` in its source split: the validation holdout (stratified or not), then `limit`."""
         indices = list(range(len(data)))  # type: ignore[arg-type]
         if split != "test":
             order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.options.seed)).tolist()
-            held = max(1, round(self.options.val_fraction * len(order)))
-            indices = sorted(order[:held] if split == "val" else order[held:])
+            held_count = max(1, round(self.options.val_fraction * len(order)))
+            if self.options.stratify and kind == "classification":
+                held = stratified_holdout(order, _labels(data), held_count)
+            else:
+                held = set(order[:held_count])
+            indices = sorted(i for i in order if (i in held) == (split == "val"))
         if self.options.limit is not None:
             indices = indices[: self.options.limit]
-        transform = self.transform(kind, train=split == "train" and self.options.augment)
-        return Transformed(Subset(data, indices), transform)
+        return indices
+
+    def box_statistics(self, kind: str, split: str) -> dict[str, int]:
+        """What the detection pipeline does to `split`'s boxes, counted from the annotations alone.
+
+        `{split}_boxes`: annotated boxes; `{split}_boxes_clamped`: boxes that reach outside the image
+        and are clamped to it; `{split}_boxes_dropped`: boxes with no area after clamping, left out of
+        training (only the training split drops any). Deterministic: no augmentation takes part.
+        """
+        if kind != "detection":
+            return {}
+        cache: dict[tuple[str, str], dict[str, int]] = self.__dict__.setdefault("_box_statistics", {})
+        if (kind, split) not in cache:
+            data = self._raw(kind, split)
+            boxes = clamped = dropped = 0
+            for i in self.split_indices(kind, split, data):
+                target, (height, width) = target_and_size(data, i)
+                before = target["boxes"].reshape(-1, 4)
+                after = clamp_boxes(before, height, width)
+                boxes += len(before)
+                clamped += int((after != before).any(dim=1).sum())
+                if split == "train":
+                    dropped += int((~non_degenerate(after)).sum())
+            cache[kind, split] = {f"{split}_boxes": boxes, f"{split}_boxes_clamped": clamped}
+            if split == "train":
+                cache[kind, split][f"{split}_boxes_dropped"] = dropped
+        return dict(cache[kind, split])
+
+    def data_report(self, kind: str, split: str) -> dict[str, Any]:
+        return self.box_statistics(kind, split)
 
     def shape(self, kind: str) -> tuple[dict[str, int], int]:
         """Split sizes and classes from the files, or from the release's nominal sizes when they are absent."""
@@ -101,32 +158,80 @@ class RealDataset(Dataset):
     def expected_layout(self) -> str:
         return self.layout
 
-    def transform(self, kind: str, train: bool) -> v2.Transform:
+    def transform(self, kind: str, train: bool, drop_degenerate: bool = False) -> v2.Transform:
+        """`train`: the augmentations; `drop_degenerate` (the training split): detection boxes without area go."""
         size = self.options.image_size
+        flip: list[v2.Transform] = [v2.RandomHorizontalFlip()] if self.options.flip else []
         if kind == "classification":
-            steps: list[v2.Transform] = (
-                [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+            steps: list[Any] = (
+                [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True), *flip]
                 if train
                 else [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
             )
         elif kind == "segmentation":
             steps = (
-                [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+                [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True), *flip]
                 if train
                 else [v2.Resize((size, size), antialias=True)]
             )
         else:  # detection: Faster R-CNN resizes itself (min_size / max_size)
-            steps = [v2.RandomHorizontalFlip()] if train else []
-        tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-        if kind == "detection":
-            tail.append(v2.SanitizeBoundingBoxes(labels_getter=_box_fields))
+            steps = [v2.ClampBoundingBoxes(), *(flip if train else [])]
+        tail: list[Any] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        if kind == "detection" and drop_degenerate:
+            tail.append(drop_degenerate_boxes)
         return v2.Compose([*steps, *tail])
 
 
-def _box_fields(sample: Any) -> tuple[torch.Tensor, ...]:
-    """What SanitizeBoundingBoxes drops together with a degenerate box."""
-    target = sample[1]
-    return (target["labels"], target["iscrowd"])
+def clamp_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """xyxy boxes clamped to a `height` x `width` image (what v2.ClampBoundingBoxes does)."""
+    limits = torch.tensor([width, height, width, height], dtype=boxes.dtype)
+    return torch.minimum(boxes.clamp(min=0), limits)
+
+
+def non_degenerate(boxes: torch.Tensor) -> torch.Tensor:
+    """Which xyxy boxes have a positive width and height."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def drop_degenerate_boxes(image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Leaves out boxes (and their labels and `iscrowd`) with no area: Faster R-CNN cannot train on them."""
+    keep = non_degenerate(target["boxes"])
+    if bool(keep.all()):
+        return image, target
+    return image, {k: v[keep] if k in ("boxes", "labels", "iscrowd") else v for k, v in target.items()}
+
+
+def target_and_size(data: Any, index: int) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+    """A detection target and its image's (height, width), from the annotations when the reader can."""
+    while isinstance(data, Subset):
+        data, index = data.dataset, data.indices[index]
+    if hasattr(data, "target_and_size"):
+        return data.target_and_size(index)  # type: ignore[no-any-return]
+    image, target = data[index]
+    return target, (image.height, image.width)
+
+
+def _labels(data: Any) -> list[int]:
+    """Class labels of a classification source split; torchvision's readers keep them in `targets`."""
+    targets = getattr(data, "targets", None)
+    if targets is not None:
+        return [int(t) for t in targets]
+    return [int(data[i][1]) for i in range(len(data))]
+
+
+def stratified_holdout(order: list[int], labels: list[int], count: int) -> set[int]:
+    """`count` indices, each class held out in proportion to its size (largest remainders, ties in class
+    order), so each class's share of the holdout is within one image of `count / len(labels)` of it.
+    Which images of a class: the first ones in `order` (a seeded permutation)."""
+    by_class: dict[int, list[int]] = {}
+    for i in order:
+        by_class.setdefault(labels[i], []).append(i)
+    fraction = count / len(labels)
+    quota = {c: int(fraction * len(members)) for c, members in by_class.items()}
+    remainders = sorted(by_class, key=lambda c: (-(fraction * len(by_class[c]) - quota[c]), c))
+    for c in remainders[: max(0, count - sum(quota.values()))]:
+        quota[c] += 1
+    return {i for c, members in by_class.items() for i in members[: quota[c]]}
 
 
 class Transformed(torch.utils.data.Dataset):

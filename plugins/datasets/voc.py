@@ -1,9 +1,12 @@
 """PASCAL VOC: detection (2007 / 2012, XML annotations) and segmentation (2012, PNG masks, void 255).
 
 Detection: objects marked `difficult` are kept as `iscrowd` boxes, so they are neither trained
-on nor counted as misses, and a detection on them is not a false positive (COCOeval's ignore
-regions stand in for VOC's difficult rule). Box corners are 1-based pixel indices in the XML
-and become 0-based xyxy here, as torchvision's references convert them.
+on nor counted as misses. The COCO-style metrics treat them as COCOeval's crowd regions (a
+detection mostly inside one is ignored); the detection task's `metric_protocol = "voc07"` or
+`"voc12"` adds the devkit's own AP, where only a detection matched to a difficult box at
+IoU >= 0.5 is ignored. Box corners are 1-based pixel indices in the XML and become 0-based xyxy
+here, as torchvision's references convert them (so an `xmin` of 0 becomes -1, clamped to the
+image by the transforms).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 from bench_plugins.datasets.common import MapTargets, RealDataset, RealDatasetOptions, detection_target
+from PIL import Image
 from torchvision import datasets
+from torchvision.datasets.voc import ET_parse
 
 from harness import Dataset, hookimpl
 
@@ -50,13 +55,27 @@ class VOC(RealDataset):
         root = str(Path(self.options.root).expanduser())
         year, download = self.options.year, self.options.download
         if kind == "detection":
-            return MapTargets(datasets.VOCDetection(root, year=year, image_set=source_split, download=download), _boxes)
+            return _Detection(datasets.VOCDetection(root, year=year, image_set=source_split, download=download), _boxes)
         return MapTargets(
             datasets.VOCSegmentation(root, year=year, image_set=source_split, download=download), _classes
         )
 
     def class_names(self, kind: str) -> list[str]:
         return CLASSES if kind == "detection" else ["background", *CLASSES]
+
+
+class _Detection(MapTargets):
+    """VOC detection; `target_and_size` reads an image's boxes and size from its XML alone."""
+
+    data: datasets.VOCDetection
+
+    def target_and_size(self, index: int) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+        annotation = self.data.parse_voc_xml(ET_parse(self.data.annotations[index]).getroot())
+        size = annotation["annotation"].get("size")
+        if size is None:  # not in the XML: the image's own (PIL reads only its header)
+            with Image.open(self.data.images[index]) as image:
+                return _boxes(annotation), (image.height, image.width)
+        return _boxes(annotation), (int(size["height"]), int(size["width"]))
 
 
 def _boxes(annotation: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -45,7 +45,7 @@ class Classification(StackedBatchesTask):
         images, labels = batch
         return F.cross_entropy(model(images), labels, label_smoothing=self.options.label_smoothing)
 
-    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
+    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         ks = [1, 5] if num_classes >= 5 else [1]
         meters = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks}
         for images, labels in batches:

@@ -5,7 +5,13 @@ and RoIHeads as FasterRCNN assembles them); only the wiring is ours, so that the
 the shared `BackboneModule` and everything else is the task's new `head`. BatchNorm in the
 backbone is ordinary BatchNorm (torchvision's `resnet_fpn_backbone` would freeze it, which is
 wrong when training from scratch); the strategy decides. COCO mAP comes from torchmetrics with
-the faster-coco-eval backend.
+the faster-coco-eval backend: mAP (IoU .50:.95), mAP@50, mAP@75, mAP of small / medium / large
+objects and mean recall at 100 detections, COCOeval's numbers exactly. A metric that is not
+defined (no ground truth at all, or none of that size) is None, not COCOeval's -1. Crowd regions
+(COCO's crowds, VOC's `difficult` objects) are COCOeval's ignore regions. `metric_protocol =
+"voc07"` or `"voc12"` adds the PASCAL VOC devkit's AP at IoU 0.5 (`map_voc07`, `map_voc12`;
+see `voc_average_precision`), where a detection on a difficult object is ignored only when
+that object is its best match at IoU >= 0.5.
 
 The RPN/RoI sample counts are options: torchvision's defaults (2000 proposals, 512 sampled
 RoIs per image) are right for COCO-sized images, but make small-image CPU runs several times
@@ -14,9 +20,10 @@ slower than e.g. 256 proposals and 64 sampled RoIs.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -37,9 +44,10 @@ class DetectionOptions(Options):
     fpn_stages: Annotated[int, Field(ge=1, le=5)] = 3
     fpn_channels: Annotated[int, Field(ge=8, le=1024)] = 256
     representation_size: Annotated[int, Field(ge=16, le=4096)] = 1024
-    #: anchor size per FPN level (fpn_stages + 1 values); default 8 x the level's stride
-    anchor_sizes: list[int] | None = None
-    aspect_ratios: list[float] = [0.5, 1.0, 2.0]
+    #: anchor size per FPN level (fpn_stages + 1 values, each > 0); default 8 x the level's stride
+    anchor_sizes: list[Annotated[int, Field(gt=0)]] | None = None
+    #: anchor height / width ratios, each > 0
+    aspect_ratios: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [0.5, 1.0, 2.0]
     #: images are resized so the short side is min_size (long side at most max_size)
     min_size: Annotated[int, Field(ge=16)] = 800
     max_size: Annotated[int, Field(ge=16)] = 1333
@@ -48,6 +56,9 @@ class DetectionOptions(Options):
     rpn_sampled: Annotated[int, Field(ge=1)] = 256
     roi_sampled: Annotated[int, Field(ge=1)] = 512
     detections_per_image: Annotated[int, Field(ge=1)] = 100
+    #: "coco": COCOeval's metrics; "voc07" / "voc12": also the PASCAL VOC devkit's AP at IoU 0.5
+    #: (`map_voc07`: 11-point interpolation; `map_voc12`: area under the precision envelope)
+    metric_protocol: Literal["coco", "voc07", "voc12"] = "coco"
 
     @model_validator(mode="after")
     def _anchors(self) -> DetectionOptions:
@@ -129,11 +140,16 @@ COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
 COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 
 
+#: what `Detection.evaluate` reads from torchmetrics' MeanAveragePrecision (COCOeval's stats)
+COCO_METRICS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
+
+
 class Detection(Task):
-    """Object detection: Faster R-CNN with an FPN over the last stages; COCO mAP, mAP@50, mAP@75."""
+    """Object detection: Faster R-CNN with an FPN over the last stages; COCO mAP, mAP@50, mAP@75, by size, AR@100."""
 
     name = "detection"
-    metrics = ("map", "map_50", "map_75")
+    #: map_voc07 / map_voc12 only with `metric_protocol` "voc07" / "voc12"
+    metrics = (*COCO_METRICS, "map_voc07", "map_voc12")
     Options = DetectionOptions
     options: DetectionOptions
     dense = True
@@ -175,21 +191,133 @@ class Detection(Task):
         losses = model(images, targets)
         return torch.stack(list(losses.values())).sum()
 
-    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
+    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         meter = MeanAveragePrecision(
             iou_type="bbox",
             backend="faster_coco_eval",
             iou_thresholds=COCO_IOU_THRESHOLDS,
             rec_thresholds=COCO_RECALL_THRESHOLDS,
         )
+        protocol = self.options.metric_protocol
+        kept: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         for images, targets in batches:
-            predictions = model(images)
-            meter.update(
-                [{k: v.float().cpu() if k != "labels" else v.cpu() for k, v in p.items()} for p in predictions],
-                [{k: v.cpu() for k, v in t.items()} for t in targets],
-            )
+            predictions = [
+                {k: v.float().cpu() if k != "labels" else v.cpu() for k, v in p.items()} for p in model(images)
+            ]
+            targets = [{k: v.cpu() for k, v in t.items()} for t in targets]
+            meter.update(predictions, targets)
+            if protocol != "coco":
+                kept.extend(
+                    ({k: v.numpy() for k, v in p.items()}, {k: v.numpy() for k, v in t.items()})
+                    for p, t in zip(predictions, targets, strict=True)
+                )
         found = meter.compute()
-        return {"map": float(found["map"]), "map_50": float(found["map_50"]), "map_75": float(found["map_75"])}
+        # COCOeval's -1 means undefined (no ground truth, or none of that size): None, not a number
+        metrics: dict[str, float | None] = {
+            name: value if (value := float(found[name])) >= 0 else None for name in COCO_METRICS
+        }
+        if protocol != "coco":
+            metrics[f"map_{protocol}"] = voc_mean_average_precision(
+                [p for p, _ in kept], [t for _, t in kept], use_07_metric=protocol == "voc07"
+            )
+        return metrics
+
+
+def voc_mean_average_precision(
+    predictions: list[dict[str, np.ndarray]], targets: list[dict[str, np.ndarray]], use_07_metric: bool
+) -> float | None:
+    """The PASCAL VOC devkit's mAP: the mean over classes with ground truth of `voc_average_precision`.
+
+    Classes without any non-difficult ground truth have no AP and are left out (None if none has).
+    `iscrowd` marks the devkit's `difficult` objects.
+    """
+    classes = sorted({int(c) for t in targets for c, d in zip(t["labels"], _difficult(t), strict=True) if not d})
+    if not classes:
+        return None
+    aps = []
+    for c in classes:
+        detections = [(p["boxes"][p["labels"] == c], p["scores"][p["labels"] == c]) for p in predictions]
+        truths = [(t["boxes"][t["labels"] == c], _difficult(t)[t["labels"] == c]) for t in targets]
+        aps.append(voc_average_precision(detections, truths, use_07_metric))
+    return float(np.mean(aps))
+
+
+def _difficult(target: dict[str, np.ndarray]) -> np.ndarray:
+    return target.get("iscrowd", np.zeros(len(target["labels"]), dtype=np.int64)).astype(bool)
+
+
+def voc_average_precision(
+    detections: list[tuple[np.ndarray, np.ndarray]],
+    truths: list[tuple[np.ndarray, np.ndarray]],
+    use_07_metric: bool,
+    min_overlap: float = 0.5,
+) -> float:
+    """One class's AP as the PASCAL VOC devkit computes it (VOCevaldet.m and VOCap.m).
+
+    `detections[i]`: (boxes, scores) in image i; `truths[i]`: (boxes, difficult) in image i. Boxes
+    are this project's 0-based xyxy, where pixel columns x1 .. x2 - 1 are covered; the devkit's
+    1-based inclusive corners are (x1 + 1, y1 + 1, x2, y2), and its overlap counts pixels with its
+    +1 convention, (x2 - x1 + 1) * (y2 - y1 + 1) on those corners. All detections, over all images,
+    in order of decreasing score (ties: image order): each goes to the ground-truth box it overlaps
+    most (the first of equals; difficult and already matched boxes included). With overlap >=
+    `min_overlap`: a difficult box makes it neither true nor false positive; a box not matched yet
+    makes it a true positive (and matched); a matched one, a false positive (a duplicate). Below
+    the overlap: a false positive. Recall is over the non-difficult boxes. AP: VOC2007's 11-point
+    interpolation (`use_07_metric`: mean over recall 0, 0.1, .., 1 of the highest precision at
+    that recall or more), or from VOC2010 on, the area under the monotone precision envelope.
+    """
+    positives = sum(int((~np.asarray(d, dtype=bool)).sum()) for _, d in truths)
+    entries = [
+        (float(s), i, b) for i, (boxes, scores) in enumerate(detections) for b, s in zip(boxes, scores, strict=True)
+    ]
+    order = sorted(range(len(entries)), key=lambda k: -entries[k][0])  # stable: ties keep image order
+    matched = [np.zeros(len(b), dtype=bool) for b, _ in truths]
+    tp = np.zeros(len(entries))
+    fp = np.zeros(len(entries))
+    for rank, k in enumerate(order):
+        _, image, box = entries[k]
+        gt_boxes, difficult = truths[image]
+        gt = _devkit_corners(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4))
+        bb = _devkit_corners(np.asarray(box, dtype=np.float64).reshape(1, 4))[0]
+        iw = np.minimum(bb[2], gt[:, 2]) - np.maximum(bb[0], gt[:, 0]) + 1
+        ih = np.minimum(bb[3], gt[:, 3]) - np.maximum(bb[1], gt[:, 1]) + 1
+        overlaps = np.full(len(gt), -np.inf)
+        inside = (iw > 0) & (ih > 0)
+        union = (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+        overlaps[inside] = (iw * ih)[inside] / (union - iw * ih)[inside]
+        best = int(np.argmax(overlaps)) if len(gt) else -1
+        if best >= 0 and overlaps[best] >= min_overlap:
+            if bool(difficult[best]):
+                continue
+            if not matched[image][best]:
+                tp[rank], matched[image][best] = 1, True
+            else:
+                fp[rank] = 1
+        else:
+            fp[rank] = 1
+    if not positives:
+        return math.nan  # no ground truth: AP is not defined
+    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    recall = tp / positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)  # NaN while only ignored detections came: skipped, as Matlab's max skips NaN
+    if use_07_metric:
+        ap = 0.0
+        for t in np.linspace(0, 1, 11):
+            reached = precision[(recall >= t) & ~np.isnan(precision)]
+            ap += (float(reached.max()) if len(reached) else 0.0) / 11
+        return ap
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = np.fmax(mpre[i], mpre[i + 1])
+    steps = np.nonzero(mrec[1:] != mrec[:-1])[0] + 1
+    return float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
+
+
+def _devkit_corners(boxes: np.ndarray) -> np.ndarray:
+    """0-based xyxy (x2, y2 exclusive) as the devkit's 1-based inclusive corners."""
+    return boxes + np.array([1.0, 1.0, 0.0, 0.0])
 
 
 @hookimpl

@@ -70,7 +70,7 @@ class Segmentation(StackedBatchesTask):
         images, masks = batch
         return F.cross_entropy(model(images), masks, ignore_index=VOID)
 
-    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float]:
+    def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         miou = MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID)
         accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID)
         for images, masks in batches:
