@@ -12,7 +12,10 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from harness.components import Backbone, Task
+from harness.errors import SuiteError
 from harness.registry import Registry
 from harness.result import cell_label
 from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskSpec, Training, option_axes
@@ -65,26 +68,59 @@ def variants(suite: Suite, task: TaskSpec, strategy: StrategySpec, registry: Reg
     """Every combination of the swept training settings and strategy options (one without sweeps)."""
     base = suite.training_for(task, strategy)
     training_axes = suite.training_axes(task, strategy)
-    fixed, options_axes = option_axes(registry.get("strategy", strategy.name).Options, strategy.options)
+    declared = registry.get("strategy", strategy.name).Options
+    fixed, options_axes = option_axes(declared, strategy.options)
     axes = [("training", k, v) for k, v in training_axes.items()] + [("options", k, v) for k, v in options_axes.items()]
     found = []
     for values in itertools.product(*(choices for _, _, choices in axes)):
         chosen = {(where, key): value for (where, key, _), value in zip(axes, values, strict=True)}
         training = base.model_copy(update={k: v for (w, k), v in chosen.items() if w == "training"})
-        options = {**fixed, **{k: v for (w, k), v in chosen.items() if w == "options"}}
-        setting = ", ".join(f"{key}={value}" for (_, key), value in chosen.items())
+        options = as_declared(declared, {**fixed, **{k: v for (w, k), v in chosen.items() if w == "options"}})
+        setting = ", ".join(
+            f"{key}={options[key] if where == 'options' else value}" for (where, key), value in chosen.items()
+        )
         found.append(Variant(setting, training, options))
     return found
 
 
-def task_settings(task: Task, dataset: Any, options: dict[str, Any], metric: str | None) -> dict[str, Any]:
+def task_settings(
+    task: Task, dataset: Any, options: dict[str, Any], metric: str | None, registry: Registry | None = None
+) -> dict[str, Any]:
     """A task's part of a cell's settings, with the ranking metric resolved (default: the task's first)."""
+    dataset_options = dict(dataset.options)
+    if registry is not None and dataset.name in registry.components["dataset"]:
+        dataset_options = as_declared(registry.get("dataset", dataset.name).Options, dataset_options)
     return {
         "kind": task.name,
-        "dataset": {"name": dataset.name, "options": dict(dataset.options)},
-        "options": dict(options),
+        "dataset": {"name": dataset.name, "options": dataset_options},
+        "options": as_declared(type(task).Options, options),
         "metric": metric or task.metrics[0],
     }
+
+
+def as_declared(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each integer given for a float option written as a float.
+
+    `dropout = 0` and `dropout = 0.0` are one setting, so they must make one cell key; nothing
+    else is changed, so the keys of cells written as declared stay what they were.
+    """
+    if not values:
+        return dict(values)
+    try:
+        dumped = options.model_validate(values).model_dump(mode="json", include=set(values))
+    except ValidationError:
+        return dict(values)
+    return {key: _floats(value, dumped.get(key, value)) for key, value in values.items()}
+
+
+def _floats(raw: Any, declared: Any) -> Any:
+    if isinstance(raw, int) and not isinstance(raw, bool) and isinstance(declared, float):
+        return float(raw)
+    if isinstance(raw, list) and isinstance(declared, list) and len(raw) == len(declared):
+        return [_floats(r, d) for r, d in zip(raw, declared, strict=True)]
+    if isinstance(raw, dict) and isinstance(declared, dict):
+        return {k: _floats(v, declared.get(k, v)) for k, v in raw.items()}
+    return raw
 
 
 def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
@@ -92,7 +128,9 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
     training = suite.training.override(spec.training)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(registry.create("task", spec.kind, spec.options), spec.dataset, spec.options, None),
+        "task": task_settings(
+            registry.create("task", spec.kind, spec.options), spec.dataset, spec.options, None, registry
+        ),
         "backbone": {"name": spec.backbone, "weights": "none"},
         "strategy": {"name": "full", "options": {}},
         "training": training.model_dump(),
@@ -115,7 +153,44 @@ def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
                         _cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
                         for variant in variants(suite, task, strategy, registry)
                     ]
-    return _with_teachers(suite, registry, cells)
+    return _refuse_duplicates(suite, _with_teachers(suite, registry, cells))
+
+
+def _refuse_duplicates(suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Two cells with one key would train twice into one result under two labels: a suite mistake.
+
+    It happens when two entries (tasks, backbones, strategies) have identical settings, or the
+    same once resolved (a strategy that trains from scratch ignores `weights`), or when a sweep
+    repeats a value.
+    """
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        first = seen.setdefault(cell.key, cell)
+        if first is not cell:
+            raise SuiteError(f"{suite.source}: {_same_cell(suite, first, cell)}")
+    return cells
+
+
+def _same_cell(suite: Suite, first: Cell, second: Cell) -> str:
+    for table, key, attribute, labels in (
+        ("tasks", "name", "task", [t.name for t in suite.tasks]),
+        ("backbones", "label", "backbone", [b.id for b in suite.backbones]),
+        ("strategies", "label", "strategy", [s.id for s in suite.strategies]),
+    ):
+        a, b = getattr(first, attribute), getattr(second, attribute)
+        if a != b:
+            i, j = labels.index(a), labels.index(b)
+            return (
+                f"{table}[{j}].{key}: {b!r} makes the same cells as {table}[{i}] ({a!r}), e.g. "
+                f"{second.label} = {first.label}; entries with identical settings are one experiment: "
+                f"remove one, make them differ, or leave the pair out with [[exclude]]"
+            )
+    where = f"task {first.task!r}, backbone {first.backbone!r}, seed {first.seed}"
+    index = [s.id for s in suite.strategies].index(second.strategy)
+    return (
+        f"strategies[{index}]: the sweep settings {first.setting!r} and {second.setting!r} make the same cell "
+        f"({where}); give a sweep distinct values"
+    )
 
 
 def _with_teachers(suite: Suite, registry: Registry, grid: dict[tuple[str, str, str, int], list[Cell]]) -> list[Cell]:
@@ -173,12 +248,12 @@ def _cell(
         strategy_settings["teacher_checkpoint"] = file_identity(ref.checkpoint)
     settings = {
         "version": SETTINGS_VERSION,
-        "task": task_settings(task_obj, task.dataset, task.options, task.metric),
+        "task": task_settings(task_obj, task.dataset, task.options, task.metric, registry),
         # options only when given, so cells of option-less backbones keep their keys
         "backbone": {
             "name": backbone.name,
             "weights": weights,
-            **({"options": backbone.options} if backbone.options else {}),
+            **({"options": as_declared(type(backbone_obj).Options, backbone.options)} if backbone.options else {}),
         },
         "strategy": strategy_settings,
         "training": training.model_dump(),

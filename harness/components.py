@@ -7,13 +7,15 @@ the validated object to the constructor.
 
 from __future__ import annotations
 
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 if TYPE_CHECKING:
@@ -27,9 +29,34 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Options(BaseModel):
-    """Base for component options: unknown keys are errors, not silently ignored."""
+    """Base for component options: unknown keys are errors, not silently ignored; nothing is coerced.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict mode: `rank = "8"` or `dropout = true` is refused, an integer is still taken where a
+    float is expected, and (TOML and JSON having no tuples) a list where a tuple is.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            tuples = {key for key, field in cls.model_fields.items() if _takes_tuple(field.annotation)}
+            if tuples & data.keys():
+                data = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in data.items()}
+        return data
+
+
+def _takes_tuple(annotation: Any) -> bool:
+    """Whether an option's type is a tuple (or an optional one)."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return True
+    if origin is typing.Annotated:
+        return _takes_tuple(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_tuple(a) for a in typing.get_args(annotation))
+    return False
 
 
 class NoOptions(Options):
@@ -165,8 +192,9 @@ class Task(Component):
         ...
 
     @abstractmethod
-    def evaluate(self, model: TaskModel, batches: Iterator[Batch], num_classes: int) -> dict[str, float]:
-        """Metrics over all batches (model in eval mode, gradients off)."""
+    def evaluate(self, model: TaskModel, batches: Iterator[Batch], num_classes: int) -> dict[str, float | None]:
+        """Metrics over all batches (model in eval mode, gradients off); None where a metric is
+        undefined on this data (e.g. detection mAP without ground truth)."""
         ...
 
     def min_train_batch(self) -> int:
@@ -196,6 +224,11 @@ class Dataset(Component):
     def shape(self, kind: str) -> tuple[dict[str, int], int]:
         """(images per split, number of classes), for planning; reads the data unless told otherwise."""
         return {split: len(self.load(kind, split)) for split in self.splits}, len(self.class_names(kind))  # type: ignore[arg-type]
+
+    def data_report(self, kind: str, split: str) -> dict[str, Any]:
+        """What loading `split` changes in its annotations, counted deterministically (e.g.
+        `{"train_boxes_dropped": 3}`); the runner records the training split's in the cell's `data`."""
+        return {}
 
 
 # --- strategies ----------------------------------------------------------------------------

@@ -8,24 +8,90 @@ file, the key path (``strategies[2].options.lr``) and what is allowed.
 
 from __future__ import annotations
 
+import stat
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import SuiteError
 from harness.registry import Registry
-from harness.weights import parse_weights, resolve_named
+from harness.weights import check_checkpoint, parse_weights, resolve_named
+
+#: a suite file larger than this is refused before it is read (a suite is a few KiB)
+MAX_SUITE_BYTES = 1 << 20
+#: tables and lists nested deeper than this are refused (the deepest real option is a list of lists)
+MAX_DEPTH = 32
+#: the longest suite name (it is a folder name) and label
+MAX_NAME = 100
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, and nothing is coerced: `lr = true` or `epochs = "1"` is refused.
+
+    Strict mode still takes a TOML integer where a float is expected (`lr = 1` is 1.0).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _printable(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"at most {MAX_NAME} characters (got {len(value)})")
+    if not value.isprintable():
+        raise ValueError("control characters (NUL, newline, tab, ...) are not allowed")
+    return value
+
+
+def _safe_name(value: str) -> str:
+    """A suite name: the folder `results/<name>`, so one plain path part."""
+    _printable(value)
+    if value in (".", "..") or "/" in value or "\\" in value or value != value.strip() or value.startswith("~"):
+        raise ValueError(
+            "a suite name is a folder name under results/: no '/', '\\', leading '~', surrounding spaces, "
+            "and not '.' or '..'"
+        )
+    return value
+
+
+def _output(value: str) -> str:
+    """The results directory: a directory that exists, or one that can be made (no file in the way)."""
+    if not value or not value.isprintable():
+        raise ValueError("a directory path without control characters")
+    problem = output_problem(Path(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def output_problem(path: Path) -> str | None:
+    """Why `path` cannot be a results directory (a file, or a file among its parents), or None."""
+    path = path.expanduser()
+    for candidate in (path, *path.parents):
+        try:
+            mode = candidate.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, ValueError) as exc:
+            return f"{str(candidate)!r} cannot be used: {getattr(exc, 'strerror', None) or exc}"
+        if stat.S_ISDIR(mode):
+            return None
+        if candidate == path:
+            return f"{str(path)!r} exists and is not a directory; give a results directory"
+        return f"{str(path)!r}: {str(candidate)!r} is not a directory"
+    return None
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+#: a label (task name, backbone or strategy label, pretraining stage): printable, 1 to 100 characters
+Label = Annotated[str, AfterValidator(_printable)]
+#: a seed torch, numpy and random all take
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class TrainingOverrides(Strict):
@@ -71,7 +137,7 @@ class DatasetRef(Strict):
 
 
 class TaskSpec(Strict):
-    name: str
+    name: Label
     kind: str
     dataset: DatasetRef
     metric: str | None = Field(None, description="metric to rank by; default: the task's first")
@@ -83,7 +149,7 @@ class TaskSpec(Strict):
 
 class BackboneSpec(Strict):
     name: str
-    label: str | None = None
+    label: Label | None = None
     weights: str = "none"
     options: dict[str, Any] = {}
 
@@ -94,7 +160,7 @@ class BackboneSpec(Strict):
 
 class StrategySpec(Strict):
     name: str
-    label: str | None = None
+    label: Label | None = None
     options: dict[str, Any] = {}
     training: TrainingOverrides = TrainingOverrides()
     training_sweep: dict[str, list[Any]] = {}
@@ -107,13 +173,13 @@ class StrategySpec(Strict):
 class PretrainSpec(Strict):
     """A backbone trained on a source task, whose checkpoint cells use as `pretrain:NAME`."""
 
-    name: str
+    name: Label
     backbone: str
     kind: str = "classification"
     dataset: DatasetRef
     options: dict[str, Any] = {}
     training: TrainingOverrides = TrainingOverrides()
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ExecutorSpec(Strict):
@@ -136,9 +202,11 @@ class Exclusion(Strict):
 
 
 class Suite(Strict):
-    name: str
-    output: str | None = Field(None, description="results directory; default results/<name>")
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    name: Annotated[str, AfterValidator(_safe_name)]
+    output: Annotated[str, AfterValidator(_output)] | None = Field(
+        None, description="results directory; default results/<name>"
+    )
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
     baseline: str | None = Field(None, description="strategy label gains are measured against")
     device: str = "auto"
     executor: ExecutorSpec = ExecutorSpec()
@@ -197,16 +265,85 @@ class Suite(Strict):
 def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
     """Read and fully validate a suite file; raises `SuiteError` naming file and key."""
     path = Path(path)
+    text = _read_text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such suite file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+        raise SuiteError(f"{path}: invalid TOML: {one_line(str(exc))}") from None
+    except RecursionError:
+        raise SuiteError(f"{path}: invalid TOML: nested too deeply (at most {MAX_DEPTH} levels)") from None
     return parse_suite(data, str(path), registry)
 
 
+def _read_text(path: Path) -> str:
+    """A suite file's text: a regular file of at most `MAX_SUITE_BYTES`, UTF-8."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise SuiteError(f"{path}: is a directory; give a suite file (TOML)")
+        if not stat.S_ISREG(mode):
+            raise SuiteError(f"{path}: not a regular file; give a suite file (TOML)")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, ValueError) as exc:  # a symlink loop, no permission, a NUL in the path
+        raise SuiteError(f"{path}: cannot read the suite file: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise SuiteError(f"{path}: larger than {MAX_SUITE_BYTES // 1024} KiB; a suite file is a small TOML file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); a suite file is UTF-8 TOML"
+        ) from None
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks and other control characters escaped, for a one-line message."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _depth_problem(value: Any, where: str, depth: int = 0) -> str | None:
+    """The key path of the first value nested deeper than `MAX_DEPTH`, or None."""
+    if depth > MAX_DEPTH:
+        return where or "(top level)"
+    if isinstance(value, dict):
+        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _depth_problem(item, key, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _refuse_internal(data: dict[str, Any], source: str) -> None:
+    """Fields the loader fills (`training_sweep`, `source`) are unknown keys in a file."""
+    owners: list[tuple[Any, str, type[BaseModel]]] = [(data, "", Suite)]
+    tables: tuple[tuple[str, type[BaseModel]], ...] = (("tasks", TaskSpec), ("strategies", StrategySpec))
+    for table, model in tables:
+        if isinstance(data.get(table), list):
+            owners += [(item, f"{table}[{i}].", model) for i, item in enumerate(data[table])]
+    for owner, prefix, model in owners:
+        if not isinstance(owner, dict):
+            continue
+        for key in INTERNAL_FIELDS:
+            if key in owner:
+                allowed = ", ".join(f for f in model.model_fields if f not in INTERNAL_FIELDS)
+                raise SuiteError(f"{source}: {prefix}{key}: unknown key; allowed: {allowed}")
+
+
 def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Registry | None = None) -> Suite:
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: (top level): a suite is a TOML table (got {type(data).__name__})")
+    deep = _depth_problem(data, "")
+    if deep:
+        raise SuiteError(f"{source}: {deep}: nested too deeply (at most {MAX_DEPTH} levels)")
+    _refuse_internal(data, source)
     data = _split_training_sweeps(data, source)
     try:
         suite = Suite.model_validate({**data, "source": source})
@@ -237,11 +374,14 @@ def _split_training_sweeps(data: dict[str, Any], source: str) -> dict[str, Any]:
             where = f"{prefix}training.{key}"
             if not values:
                 raise SuiteError(f"{source}: {where}: a sweep needs at least one value")
+            validated = []
             for i, value in enumerate(values):
                 try:
-                    TrainingOverrides.model_validate({key: value})
+                    # the validated value: `lr = [1, 1.0]` is one value twice, not two
+                    validated.append(getattr(TrainingOverrides.model_validate({key: value}), key))
                 except ValidationError as exc:
                     raise SuiteError(f"{source}: {where}[{i}]: {_problem(exc, TrainingOverrides)}") from None
+            sweep[key] = validated
         if sweep:
             owner["training"] = {k: v for k, v in training.items() if k not in sweep}
             owner["training_sweep"] = sweep
@@ -280,8 +420,10 @@ def with_overrides(suite: Suite, **values: Any) -> Suite:
     given = {key: value for key, value in values.items() if value is not None}
     if not given:
         return suite
+    # only what was set: a task's `training` must keep the settings it leaves unset unset, or they
+    # would hide the suite's sweeps of them (`training_axes` reads `model_fields_set`)
     try:
-        return Suite.model_validate({**suite.model_dump(), **given, "source": suite.source})
+        return Suite.model_validate({**suite.model_dump(exclude_unset=True), **given, "source": suite.source})
     except ValidationError as exc:
         raise SuiteError(f"command line: {_describe(exc, Suite)}") from None
 
@@ -302,9 +444,11 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
     elif error["type"] == "missing":
         message = f"{where}: required key is missing"
     else:
-        message = f"{where}: {error['msg']} (got {error.get('input')!r})"
+        got = repr(error.get("input"))
+        got = got if len(got) <= 80 else got[:77] + "..."
+        message = f"{where}: {' '.join(str(error['msg']).split())} (got {got})"
     more = len(exc.errors()) - 1
-    return message + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+    return one_line(message + (f" (and {more} more error{'s' * (more > 1)})" if more else ""))
 
 
 def _problem(exc: ValidationError, root: type[BaseModel]) -> str:
@@ -369,6 +513,10 @@ def check_names(suite: Suite, registry: Registry) -> None:
                 except ValidationError as exc:
                     raise SuiteError(f"{src}: {key}.{option}[{i}]: {_problem(exc, cls.Options)}") from None
 
+    if suite.output is None:
+        problem = output_problem(suite.output_dir())
+        if problem:
+            fail("name", f"the default results directory cannot be made: {problem}; or give `output`")
     known("executor", suite.executor.name, "executor")
     options("executor", suite.executor.name, suite.executor.options, "executor.options")
     _unique([s.id for s in suite.strategies], "strategies", "label", fail)
@@ -413,6 +561,11 @@ def check_names(suite: Suite, registry: Registry) -> None:
                 resolve_named(registry.create("backbone", b.name, b.options), source.value)
             except ValueError as exc:
                 fail(f"{key}.weights", str(exc))
+        if source.kind == "file" and any(not _from_scratch(s, registry) for s in suite.strategies):
+            try:
+                check_checkpoint(source.value)
+            except ValueError as exc:
+                fail(f"{key}.weights", one_line(str(exc)))
         if source.kind == "pretrain" and source.value not in pretrain_names:
             allowed = ", ".join(pretrain_names) or "none declared in [[pretrain]]"
             fail(f"{key}.weights", f"unknown pretraining stage {source.value!r}; allowed: {allowed}")
@@ -435,6 +588,12 @@ def check_names(suite: Suite, registry: Registry) -> None:
                 fail(f"exclude[{i}].{field}", f"unknown {field} {value!r}; allowed: {', '.join(names)}")
 
 
+def _from_scratch(spec: StrategySpec, registry: Registry) -> bool:
+    """Whether a strategy ignores the backbone's weights (`scratch`); unknown ones are reported elsewhere."""
+    known = spec.name in registry.components["strategy"]
+    return known and bool(getattr(registry.get("strategy", spec.name), "from_scratch", False))
+
+
 def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:
     cls = registry.get("strategy", spec.name)
     fixed, axes = option_axes(cls.Options, spec.options)
@@ -454,8 +613,10 @@ def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:
             if ref.backbone not in registry.components["backbone"]:
                 allowed = ", ".join(registry.names("backbone"))
                 fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {allowed}")
-            if not Path(ref.checkpoint).expanduser().is_file():
-                fail(f"{key}.teacher_checkpoint", f"no such file: {ref.checkpoint}")
+            try:
+                check_checkpoint(ref.checkpoint)
+            except ValueError as exc:
+                fail(f"{key}.teacher_checkpoint", one_line(str(exc)))
             continue
         if ref.backbone not in backbones:
             fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {', '.join(backbones)}")

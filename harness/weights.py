@@ -99,6 +99,39 @@ def identity_path(identity: str) -> Path:
     return Path(identity.removeprefix("file:").rsplit("#", 1)[0])
 
 
+def check_checkpoint(text: str) -> None:
+    """ValueError unless `text` names a regular file that reads as a checkpoint (a state dict).
+
+    Run when a suite is loaded, so a missing or broken file stops the suite before anything runs.
+    Safetensors files: their header is read; others: `torch.load(weights_only=True)`,
+    memory-mapped where the file's format allows.
+    """
+    path = Path(text).expanduser()
+    try:
+        exists, regular = path.exists(), path.is_file()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot be read: {exc}") from None
+    if not exists:
+        raise ValueError(f"no such file: {text}")
+    if not regular:
+        raise ValueError(f"not a regular file: {text}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt"):
+                return
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{text} is not a readable checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{text} is not a checkpoint: a state dict was expected, got {type(state).__name__}")
+
+
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BenchError(f"{path}: checkpoint file not found")

@@ -37,7 +37,8 @@ def test_run_stores_every_cell_ok(finished_run) -> None:
     assert {d["status"] for d in documents} == {"ok"}
     assert {d["settings"]["task"]["kind"] for d in documents} == {"classification", "detection", "segmentation"}
     metrics = {d["task"]: set(d["metrics"]) for d in documents}
-    assert metrics == {"cls": {"top1", "top5"}, "det": {"map", "map_50", "map_75"}, "seg": {"miou", "pixel_acc"}}
+    detection = {"map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100"}
+    assert metrics == {"cls": {"top1", "top5"}, "det": detection, "seg": {"miou", "pixel_acc"}}
 
 
 def test_rerun_recomputes_nothing(finished_run) -> None:
@@ -132,7 +133,12 @@ def test_plugins_lists_components_with_providers() -> None:
 
 
 def test_a_failing_cell_does_not_stop_the_suite(tmp_path: Path) -> None:
-    data = tiny_suite(tmp_path / "out", backbones=[{"name": "resnet18", "weights": "missing/model.pth"}])
+    import torch
+
+    # a readable checkpoint (a missing one is refused before anything runs) that fits no resnet18
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"stages.9.weight": torch.zeros(1)}, checkpoint)
+    data = tiny_suite(tmp_path / "out", backbones=[{"name": "resnet18", "weights": str(checkpoint)}])
     data["tasks"] = data["tasks"][:1]
     suite = tmp_path / "suite.toml"
     suite.write_text(to_toml(data))
@@ -145,10 +151,10 @@ def test_a_failing_cell_does_not_stop_the_suite(tmp_path: Path) -> None:
     assert statuses["scratch"]["status"] == "ok"  # scratch ignores the weights
     for name in ("linear_probe", "full"):
         assert statuses[name]["status"] == "failed"
-        assert "checkpoint file not found" in statuses[name]["reason"]
+        assert f"{checkpoint}: checkpoint does not fit backbone 'resnet18'" in statuses[name]["reason"]
     assert "1 ok" in result.output and "2 failed" in result.output
     report = runner.invoke(app, ["report", str(tmp_path / "out")]).output
-    assert report.count("| 1 failed: BenchError: missing/model.pth: checkpoint file not found |") == 2
+    assert report.count(f"| 1 failed: BenchError: {checkpoint}: checkpoint does not fit backbone 'resnet18'") == 2
 
 
 @pytest.mark.parametrize(

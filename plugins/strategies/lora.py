@@ -11,7 +11,7 @@ import re
 import warnings
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
@@ -22,12 +22,22 @@ class LoRAOptions(StrategyOptions):
     rank: Annotated[int, Field(ge=1, le=1024)] = 8
     alpha: Annotated[int, Field(ge=1)] = 16
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    #: layer types that get adapters
-    layers: list[Literal["conv", "linear"]] = ["conv", "linear"]
+    #: layer types that get adapters (at least one)
+    layers: Annotated[list[Literal["conv", "linear"]], Field(min_length=1)] = ["conv", "linear"]
     #: only layers whose name (inside the backbone, e.g. `stages.4.0.conv2`) matches this regex
     pattern: str | None = None
     #: only the last k stages get adapters (default: all)
     last_stages: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class LoRA(Strategy):
