@@ -20,8 +20,18 @@ from rich.table import Table
 
 from harness.errors import BenchError
 
+
+class _Stdout(Console):
+    """stdout whose reader may go away (`bench plan | head -1`): then exit 0 quietly, not rich's 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _quiet_stdout()
+        raise SystemExit(0)
+
+
 stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = _Stdout(highlight=False, soft_wrap=True)
 P = ParamSpec("P")
 
 
@@ -32,11 +42,32 @@ def user_errors(command: Callable[P, None]) -> Callable[P, None]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             command(*args, **kwargs)
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(0) from None
         except BenchError as exc:
-            stderr.print(f"error: {exc}", markup=False, soft_wrap=True)
+            # one line, whatever the message echoes (line breaks, control characters in user input)
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+            stderr.print(f"error: {text}", markup=False, emoji=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (`bench plan | head -1`): not an error.
+
+    As Python's documentation advises, stdout goes to devnull so that the interpreter's last
+    flush does not fail again.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. under a test runner)
+        pass
 
 
 def create_app() -> typer.Typer:
@@ -75,14 +106,19 @@ def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise BenchError(f"--seeds: {text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise BenchError(f"--seeds: {text!r} names no seed; give a comma-separated list of integers, e.g. 0,1,2")
+    return seeds
 
 
 def suite_path(suite: Path) -> Path:
     """A path as given, or a suite bundled with bench (`quickstart`) when no such file exists."""
-    if suite.exists() or suite.suffix:
+    if "\0" in str(suite) or not str(suite).strip():
+        raise BenchError(f"{str(suite)!r}: not a file name")
+    if suite.exists() or suite.is_symlink() or suite.suffix:
         return suite
     bundled = Path(str(files("bench_suites").joinpath(f"{suite.name}.toml")))
     if bundled.is_file():
@@ -124,13 +160,15 @@ def run(
         summary = run_suite(loaded, fresh=fresh, observer=observer)
     except KeyboardInterrupt:
         observer.close()
-        stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}")
+        stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}", markup=False)
         raise typer.Exit(130) from None
     observer.close()
     stderr.print(summary.describe(), markup=False, soft_wrap=True)
-    stderr.print(f"results: {summary.output}")
-    stderr.print(f"report:  bench report {summary.output} --format markdown")
-    if summary.failed:
+    stderr.print(f"results: {summary.output}", markup=False)
+    stderr.print(f"report:  bench report {summary.output} --format markdown", markup=False)
+    if summary.stopped:
+        stderr.print(f"error: {summary.stopped}", markup=False, soft_wrap=True)
+    if summary.failed or summary.stopped:
         raise typer.Exit(1)
 
 
@@ -186,7 +224,7 @@ def plan(
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
     if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
-    loaded = with_overrides(load_suite(suite_path(suite)), seeds=parse_seeds(seeds))
+    loaded = with_overrides(load_suite(suite_path(suite)), seeds=parse_seeds(seeds), device=device)
     registry = default_registry()
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)
@@ -413,7 +451,7 @@ def emit(text: str, output: Path | None) -> None:
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
-        stderr.print(f"wrote {output}")
+        stderr.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)
 
@@ -453,7 +491,10 @@ def report(
     options = ReportOptions(
         metric, baseline, tuple(task or ()), tuple(backbone or ()), tuple(strategy or ()), sort, alpha, all_settings
     )
-    emit(registry.create("reporter", format).render(build_report(results, options)), output)
+    built = build_report(results, options)
+    for skipped in built.skipped:
+        stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
+    emit(registry.create("reporter", format).render(built), output)
 
 
 def plot(
@@ -548,4 +589,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: object
 
 def main() -> None:
     warnings.showwarning = _show_warning
-    create_app()()
+    try:
+        create_app()()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(0)

@@ -13,13 +13,14 @@ import socket
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from harness.cell import Cell, pretrain_cell
 from harness.progress import Observer
 from harness.registry import PluginRef, Registry, registry_for
 from harness.result import CellResult
-from harness.store import Store
+from harness.store import NotOverwritten, Store, WriteFailed
 from harness.suite import Suite
 
 
@@ -69,6 +70,8 @@ class JobOutcome:
     stored: bool = True
     #: the executor slot that ran it
     slot: int = 0
+    #: why the suite must stop: the result could not be written (a full disk, a read-only folder)
+    stop: str | None = None
 
 
 def is_done(job: Job, store: Store) -> bool:
@@ -82,12 +85,42 @@ def load_result(job: Job, store: Store) -> CellResult | None:
     return store.load_pretrain(job.key) if job.pretraining else store.load(job.key)
 
 
+def result_path(job: Job, store: Store) -> Path:
+    return store.pretrain_dir / f"{job.key}.json" if job.pretraining else store.cell_path(job.key)
+
+
 def save_result(job: Job, store: Store, result: CellResult) -> None:
     """Write a job's result where its kind of result lives (cells/ or pretrain/)."""
     if job.pretraining:
         store.save_pretrain(result)
     else:
         store.save(result)
+
+
+def store_result(job: Job, store: Store, result: CellResult) -> str | None:
+    """`save_result`, never raising for the store: None when written, else why the suite must stop.
+
+    A document a newer bench wrote is left alone and the result becomes `skipped` (the suite goes
+    on); a failed write (a full disk, a read-only folder) fails the result and stops the suite.
+    """
+    try:
+        save_result(job, store, result)
+    except NotOverwritten as exc:
+        result.status, result.reason, result.traceback = "skipped", str(exc), None
+    except OSError as exc:
+        why = f"cannot write {result_path(job, store)}: {exc.strerror or exc}"
+        result.status, result.reason, result.traceback = "failed", why, None
+        return why
+    return None
+
+
+def newer_document(job: Job, store: Store) -> CellResult | None:
+    """A `skipped` result when the job's document was written by a newer bench: it is not run, not overwritten."""
+    path = result_path(job, store)
+    problem = store.problem(path)
+    if problem is None or problem.kind != "newer":
+        return None
+    return CellResult.for_cell(job.cell, "skipped", reason=f"{path}: {problem.reason}; not overwritten")
 
 
 def reusable(job: Job, store: Store) -> CellResult | None:
@@ -158,13 +191,20 @@ def run_job(job: Job, registry: Registry | None = None, observer: Observer | Non
         done = reusable(job, store)
         if done is not None:  # another run finished it after we planned
             return JobOutcome(job.key, "reused", done)
+        newer = newer_document(job, store)
+        if newer is not None:
+            return JobOutcome(job.key, "ran", newer)
         registry = registry or registry_for(job.plugins, job.entry_points)
         checkpoint = store.checkpoint_path(job.key)
         keep = (lambda model: save_state(model.backbone, checkpoint)) if job.pretraining else None
         with store.claims.heartbeat(claim):
-            result = run_cell(job.cell, registry, job.device, store, observer, keep, job.threads)
-            save_result(job, store, result)
-        return JobOutcome(job.key, "ran", result)
+            try:
+                result = run_cell(job.cell, registry, job.device, store, observer, keep, job.threads)
+            except WriteFailed as exc:  # its checkpoint or model could not be written: stop the suite
+                result = CellResult.for_cell(job.cell, "failed", reason=exc.strerror)
+                return JobOutcome(job.key, "ran", result, stop=store_result(job, store, result) or exc.strerror)
+            stop = store_result(job, store, result)
+        return JobOutcome(job.key, "ran", result, stop=stop)
     finally:
         store.claims.release(claim)
 

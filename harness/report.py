@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.errors import BenchError
 from harness.stats import ALPHA, CONFIDENCE, mean_interval, pareto_optimal, welch
-from harness.store import Store, load_results
+from harness.store import read_planned, results_frame
 
 SortOrder = Literal["plan", "metric", "gain", "roi", "cost"]
 SORT_ORDERS: tuple[str, ...] = ("plan", "metric", "gain", "roi", "cost")
@@ -43,6 +43,13 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
          "at least as high (or as fast and higher)"),
         ("summary", "per task kind, a strategy's mean rank among the strategies of each task x backbone "
          "(1 = best mean metric, ties averaged) and its mean gain"),
+        ("undefined metrics", "a seed whose metric is undefined on its data (detection without ground truth, or "
+         "none of that size for map_small / map_medium / map_large) is left out of n, the mean and the interval; "
+         "- when no seed has it"),
+        ("detection", "COCOeval's metrics (map: IoU .50:.95, 101-point recall); COCO crowd regions and VOC "
+         "`difficult` objects are COCOeval ignore regions, so a detection mostly inside one is ignored: not the "
+         "VOC devkit's rule. map_voc07 / map_voc12 (metric_protocol) are the devkit's AP at IoU 0.5. Boxes are "
+         "clamped to the image; only training drops those left without area (counted in each cell's data)"),
     ]  # fmt: skip
 
 
@@ -77,6 +84,8 @@ class Report:
     summary: pd.DataFrame
     alpha: float = ALPHA
     confidence: float = CONFIDENCE
+    #: files of the results directory left out because they cannot be read: `path: why`
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def definitions(self) -> list[tuple[str, str]]:
@@ -109,16 +118,19 @@ def build_report(path: str | Path, options: ReportOptions | None = None, **given
     (or at every setting, with `all_settings`); the test split never takes part in the choice.
     """
     options = options or ReportOptions(**given)
-    frame = load_results(path)
+    planned = read_planned(path)
+    skipped = [str(problem) for problem in planned.skipped]
+    frame = results_frame(planned.results)
     if frame.empty:
-        raise BenchError(f"{path}: no results yet")
+        more = f" ({len(skipped)} unreadable files skipped: {'; '.join(skipped)})" if skipped else ""
+        raise BenchError(f"{path}: no results yet{more}")
     if options.sort not in SORT_ORDERS:
         raise BenchError(f"--sort: unknown order {options.sort!r}; allowed: {', '.join(SORT_ORDERS)}")
     if not 0 < options.alpha < 1:
         raise BenchError(f"--alpha: {options.alpha} is not between 0 and 1")
     baseline = options.baseline
     if baseline is None:
-        baseline = Store(Path(path)).manifest().get("settings", {}).get("baseline")
+        baseline = planned.manifest.get("settings", {}).get("baseline")
     elif baseline not in set(frame["strategy"]):
         allowed = ", ".join(dict.fromkeys(frame["strategy"]))
         raise BenchError(f"--baseline: unknown strategy {baseline!r}; allowed: {allowed}")
@@ -129,7 +141,7 @@ def build_report(path: str | Path, options: ReportOptions | None = None, **given
     frame = _choose(frame, "backbone", options.backbones, "--backbone")
     _choose(frame, "strategy", options.strategies, "--strategy")  # validated here, applied after the gains
     tables = [_task_table(str(task), rows, baseline, options) for task, rows in frame.groupby("task", sort=False)]
-    return Report(str(path), tables, summarise(tables), options.alpha)
+    return Report(str(path), tables, summarise(tables), options.alpha, skipped=skipped)
 
 
 def _select_settings(table: pd.DataFrame) -> pd.DataFrame:

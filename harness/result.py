@@ -48,8 +48,8 @@ class CellResult:
     settings: dict[str, Any]
     #: the swept values of this cell ("" without sweeps)
     setting: str = ""
-    #: final test metrics
-    metrics: dict[str, float] = field(default_factory=dict)
+    #: final test metrics (None: undefined on the test split)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     #: best validation value of the ranking metric and its epoch
     best: dict[str, Any] = field(default_factory=dict)
     #: one entry per epoch: {"epoch", "step", "train_loss", "val": {metric: value}}
@@ -79,5 +79,6 @@ class CellResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellResult:
         data = dict(data)
+        data.pop("schema", None)  # the store's document version (harness.store.SCHEMA)
         data["cost"] = Cost(**data.get("cost", {}))
         return cls(**data)

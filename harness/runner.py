@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ from harness.provenance import provenance
 from harness.registry import Registry, default_registry
 from harness.result import CellResult
 from harness.scheduler import Scheduler
-from harness.store import Store, write_atomically
+from harness.store import Store, WriteFailed, checkpoint_problem, manifest_runs, write_checkpoint
 from harness.suite import Suite, Training
 from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
 from harness.weights import (
@@ -67,6 +68,8 @@ def run_cell(
         result.status, result.reason = "skipped", str(exc)
     except Diverged as exc:
         result.status, result.reason = "diverged", str(exc)
+    except WriteFailed:
+        raise  # the store's problem, not the cell's: the suite stops (harness.job.run_job)
     except Exception as exc:
         result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
         result.traceback = traceback.format_exc()
@@ -110,6 +113,8 @@ def _train(
     train_loader = make_loader(
         dataset.load(kind, "train"), task, training.batch_size, setup, workers, train=True, seed=cell.seed
     )
+    # what loading changed in the training annotations (e.g. boxes clamped or dropped), from the annotations alone
+    result.data = dataset.data_report(kind, "train")
     eval_batch = training.eval_batch_size or training.batch_size
     val_loader = make_loader(dataset.load(kind, "val"), task, eval_batch, setup, workers, train=False)
     test_loader = make_loader(dataset.load(kind, "test"), task, eval_batch, setup, workers, train=False)
@@ -160,6 +165,9 @@ def _teacher(
         path = store.model_path(cell.teacher)
         if not path.is_file():
             raise BenchError(f"the teacher cell {cell.teacher} has no saved model ({path})")
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise BenchError(f"the teacher cell {cell.teacher}'s saved model cannot be used: {problem}")
     elif "teacher_checkpoint" in cell.settings["strategy"]:
         spec = {"name": cell.settings["strategy"]["options"]["teacher_backbone"]}
         path = identity_path(cell.settings["strategy"]["teacher_checkpoint"])
@@ -179,10 +187,10 @@ def _teacher(
 
 
 def save_state(model: torch.nn.Module, path: Path) -> None:
-    """A module's weights, on the CPU, written atomically."""
+    """A module's weights, on the CPU, written atomically, with their sha256 in `<path>.sha256`."""
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-    write_atomically(path, buffer.getvalue())
+    write_checkpoint(path, buffer.getvalue())
 
 
 def _load_weights(plugin: Backbone, module: BackboneModule, weights: str, store: Store) -> None:
@@ -190,6 +198,9 @@ def _load_weights(plugin: Backbone, module: BackboneModule, weights: str, store:
         return
     if weights.startswith("pretrain:"):
         path = store.checkpoint_path(weights.rsplit("@", 1)[1])
+        problem = checkpoint_problem(path) if path.is_file() else None
+        if problem is not None:
+            raise BenchError(f"the pretraining checkpoint cannot be used: {problem}")
     elif weights.startswith("named:"):
         path = fetch_named(resolve_named(plugin, parse_weights(weights).value))
     else:
@@ -225,7 +236,7 @@ def _count_flops(
 # --- suites --------------------------------------------------------------------------------
 
 
-def _labels(cell: Cell) -> dict[str, object]:
+def _labels(cell: Cell) -> dict[str, Any]:
     return {"task": cell.task, "backbone": cell.backbone, "strategy": cell.strategy, "setting": cell.setting}
 
 
@@ -243,6 +254,8 @@ class RunSummary:
     #: cells run per executor slot
     per_slot: Counter[int] = field(default_factory=Counter)
     pretrained: int = 0
+    #: why the run stopped before its end (a result it could not write), or None
+    stopped: str | None = None
 
     @property
     def failed(self) -> int:
@@ -262,6 +275,50 @@ class RunSummary:
         return "\n".join(lines)
 
 
+def _tidy(store: Store, observer: Observer) -> None:
+    """Before a run: remove stale temporary files, move corrupt documents aside, name the newer ones.
+
+    Nothing here is needed to run, so a folder it cannot change (read-only) is only reported.
+    """
+    for path in store.remove_stale_tmp():
+        observer.message(f"removed {path}: a temporary file left by a killed `bench run`")
+    for folder in (store.cells_dir, store.pretrain_dir):
+        for path in sorted(folder.glob("*.json")):
+            problem = store.problem(path)
+            if problem is None:
+                continue
+            if problem.kind == "newer":
+                observer.message(f"{path}: {problem.reason}; it is kept as it is and its cell is not run")
+                continue
+            try:
+                moved = store.move_aside(path)
+            except OSError as exc:
+                observer.message(f"{path} is corrupt ({problem.reason}); cannot move it aside: {exc.strerror or exc}")
+                continue
+            observer.message(f"{path} is corrupt ({problem.reason}); moved to {moved}, its cell is computed again")
+
+
+def _previous_runs(store: Store, observer: Observer) -> list[dict[str, Any]]:
+    """The runs the manifest records; an unreadable manifest is moved aside (and reported)."""
+    read = store.read_manifest()
+    if read.problem is None:
+        return manifest_runs(read.data)
+    problem = read.problem
+    try:
+        moved = store.move_aside(problem.path)
+        observer.message(f"{problem}; moved to {moved}, a new manifest is written")
+    except OSError as exc:
+        observer.message(f"{problem}; cannot move it aside: {exc.strerror or exc}")
+    return []
+
+
+def _record_run(runs: list[dict[str, Any]], run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run history with `run` added; a run of the same cells as the last one (a resume) replaces it."""
+    if runs and runs[-1].get("cells") == run["cells"] and runs[-1].get("labels") == run["labels"]:
+        return [*runs[:-1], run]
+    return [*runs, run]
+
+
 def run_suite(
     suite: Suite,
     registry: Registry | None = None,
@@ -272,7 +329,8 @@ def run_suite(
 ) -> RunSummary:
     """Run every cell not already `ok` in the store, as jobs on the suite's executor (or `executor`).
 
-    Results are stored as each cell finishes, by whichever process ran it.
+    Results are stored as each cell finishes, by whichever process ran it. A result that cannot be
+    written (a full disk) stops the run: `RunSummary.stopped` says why, everything stored is kept.
     """
     registry = registry or default_registry()
     observer = observer or Observer()
@@ -280,21 +338,39 @@ def run_suite(
     cells = plan_cells(suite, registry)
     store = Store(suite.output_dir())
     planned_at = _now()
-    store.write_manifest(
-        {
-            "suite": suite.name,
-            "source": suite.source,
-            "settings": suite.model_dump(mode="json"),
-            "cells": [c.key for c in cells],
-            # the suite's current labels: a cell reused from an earlier run may have been labelled differently
-            "labels": {c.key: _labels(c) for c in cells},
-            "started_at": planned_at,
-        }
-    )
+    _tidy(store, observer)
+    runs = _previous_runs(store, observer)
     executor = executor or registry.create("executor", suite.executor.name, suite.executor.options)
     jobs = plan_jobs(suite, registry, cells, store, planned_at, fresh=fresh, portable=executor.portable)
+    for path, problem in store.bad_checkpoints.items():
+        observer.message(f"{problem}; {path.name} is built again")
     todo = sum(not job.pretraining for job in jobs)
     summary = RunSummary(store.root, len(cells), len(cells) - todo)
+    run: dict[str, Any] = {
+        "started_at": planned_at,
+        "source": suite.source,
+        "settings": suite.model_dump(mode="json"),
+        "cells": [c.key for c in cells],
+        # the suite's current labels: a cell reused from an earlier run may have been labelled differently
+        "labels": {c.key: _labels(c) for c in cells},
+    }
+    manifest = {
+        "suite": suite.name,
+        "source": suite.source,
+        "settings": run["settings"],
+        "cells": run["cells"],
+        "labels": run["labels"],
+        "started_at": planned_at,
+        "runs": _record_run(runs, run),
+    }
+    try:
+        store.write_manifest(manifest)
+    except OSError as exc:
+        why = f"cannot write {store.manifest_path}: {exc.strerror or exc}"
+        if jobs:
+            summary.stopped = f"{why}; stopped before running anything"
+            return summary
+        observer.message(f"{why}; nothing to run, so nothing is lost")
     observer.suite_started(len(cells), summary.reused)
 
     def on_submit(job: Job) -> None:
@@ -317,13 +393,35 @@ def run_suite(
         registry.pm.hook.bench_cell_finished(cell=job.cell, result=result)
         view.cell_finished(result)
 
+    scheduler = Scheduler(jobs, executor, store, on_submit, on_outcome)
     try:
         executor.start(observer, registry)
         summary.executor = executor.describe()
-        Scheduler(jobs, executor, store, on_submit, on_outcome).run()
+        scheduler.run()
     finally:
         executor.close()
-    manifest = store.manifest()
-    manifest["finished_at"] = _now()
-    store.write_manifest(manifest)
+    if scheduler.stopped is not None:
+        kept = sum(store.load(c.key) is not None for c in cells)
+        summary.stopped = f"{scheduler.stopped}; stopped, {kept} finished cells are kept"
+    if jobs and summary.stopped is None:
+        _finish_manifest(store, run, observer)
     return summary
+
+
+def _finish_manifest(store: Store, run: dict[str, Any], observer: Observer) -> None:
+    """Mark this run finished, in the manifest as it is now (a concurrent run may have written it since)."""
+    manifest = store.manifest()
+    finished = _now()
+    runs = manifest_runs(manifest)
+    mine = [r for r in runs if r.get("started_at") == run["started_at"]]
+    if mine:
+        mine[-1]["finished_at"] = finished
+    else:
+        runs = _record_run(runs, {**run, "finished_at": finished})
+    manifest["runs"] = runs
+    if manifest.get("started_at") == run["started_at"]:
+        manifest["finished_at"] = finished
+    try:
+        store.write_manifest(manifest)
+    except OSError as exc:
+        observer.message(f"cannot write {store.manifest_path}: {exc.strerror or exc}; the results are kept")

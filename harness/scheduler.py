@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.components import Executor
-from harness.job import Job, JobOutcome, is_done, reusable, save_result
+from harness.job import Job, JobOutcome, is_done, reusable, store_result
 from harness.result import CellResult
 from harness.store import Store
 
@@ -47,6 +47,8 @@ class Scheduler:
         self.running: set[str] = set()
         #: claimed by another run: key -> when we last looked
         self.elsewhere: dict[str, float] = {}
+        #: why no more jobs are submitted (a result could not be written), or None
+        self.stopped: str | None = None
 
     def run(self) -> None:
         while self.pending or self.running or self.elsewhere:
@@ -109,13 +111,23 @@ class Scheduler:
         job = self.jobs[outcome.key]
         self.running.discard(outcome.key)
         if outcome.how == "claimed":
-            self.elsewhere[outcome.key] = time.monotonic()
+            if self.stopped is None:
+                self.elsewhere[outcome.key] = time.monotonic()
             return
         assert outcome.result is not None
         if not outcome.stored:
-            save_result(job, self.store, outcome.result)
+            outcome.stop = store_result(job, self.store, outcome.result) or outcome.stop
         self.finished[outcome.key] = outcome.result
         self.on_outcome(job, outcome)
+        if outcome.stop is not None:
+            self.stop(outcome.stop)
+
+    def stop(self, reason: str) -> None:
+        """Submit nothing more (the jobs running now finish): the store cannot take results."""
+        if self.stopped is None:
+            self.stopped = reason
+        self.pending.clear()
+        self.elsewhere.clear()
 
     def _check_elsewhere(self) -> None:
         now = time.monotonic()
