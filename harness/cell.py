@@ -153,7 +153,10 @@ def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
                         _cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
                         for variant in variants(suite, task, strategy, registry)
                     ]
-    return _refuse_duplicates(suite, _with_teachers(suite, registry, cells))
+    planned = _refuse_duplicates(suite, _with_teachers(suite, registry, cells))
+    if not planned:
+        raise SuiteError(f"{suite.source}: exclude: the exclusions leave no cell; exclude less")
+    return planned
 
 
 def _refuse_duplicates(suite: Suite, cells: list[Cell]) -> list[Cell]:

@@ -102,16 +102,25 @@ SeedsOption = Annotated[
 ]
 
 
+OutputOption = Annotated[
+    str | None, typer.Option(help="Results directory (overrides the suite's; `plan` shows what is done there).")
+]
+
+
+def parse_output(text: str | None) -> str | None:
+    """A results directory given on the command line: a path, not an empty string (the current folder)."""
+    if text is not None and not text.strip():
+        raise BenchError("--output: empty; give a results directory, e.g. results/mine")
+    return text
+
+
 def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise BenchError(f"--seeds: {text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
-    if not seeds:
-        raise BenchError(f"--seeds: {text!r} names no seed; give a comma-separated list of integers, e.g. 0,1,2")
-    return seeds
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # int() would take "1_0", "+1", "٣"
+        raise BenchError(f"--seeds: {text!r} is not a comma-separated list of integers from 0 up, e.g. 0,1,2")
+    return [int(part) for part in parts]
 
 
 def suite_path(suite: Path) -> Path:
@@ -133,7 +142,7 @@ def run(
         bool, typer.Option("--fresh", help="Recompute everything, pretraining included, even ok results.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per cell.")] = False,
-    output: Annotated[Path | None, typer.Option(help="Results directory (overrides the suite's).")] = None,
+    output: OutputOption = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite's).")] = None,
     seeds: SeedsOption = None,
     executor: Annotated[
@@ -148,7 +157,7 @@ def run(
     from harness.suite import load_suite, with_overrides
 
     loaded = with_overrides(
-        load_suite(suite_path(suite)), output=str(output) if output else None, device=device, seeds=parse_seeds(seeds)
+        load_suite(suite_path(suite)), output=parse_output(output), device=device, seeds=parse_seeds(seeds)
     )
     if executor is not None and executor != loaded.executor.name:
         allowed = default_registry().names("executor")
@@ -199,6 +208,7 @@ def plan(
         str | None, typer.Option(help="Device to calibrate on and to estimate for (default: the suite's).")
     ] = None,
     seeds: SeedsOption = None,
+    output: OutputOption = None,
     tflops: Annotated[
         float | None,
         typer.Option(
@@ -224,7 +234,9 @@ def plan(
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
     if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
-    loaded = with_overrides(load_suite(suite_path(suite)), seeds=parse_seeds(seeds), device=device)
+    loaded = with_overrides(
+        load_suite(suite_path(suite)), seeds=parse_seeds(seeds), device=device, output=parse_output(output)
+    )
     registry = default_registry()
     store = Store(loaded.output_dir())
     cells = plan_cells(loaded, registry)
@@ -449,8 +461,13 @@ def _plan_csv(rows: list[dict[str, Any]], pretraining: list[dict[str, Any]]) -> 
 def emit(text: str, output: Path | None) -> None:
     """A rendered document to `output` (folders created), or to stdout."""
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
+        if not str(output).strip() or output.is_dir():
+            raise BenchError(f"--output: {str(output)!r} is a folder; give a file name")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+        except OSError as exc:
+            raise BenchError(f"--output: cannot write {str(output)!r}: {exc.strerror or exc}") from None
         stderr.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)
@@ -502,7 +519,7 @@ def plot(
         "results/quickstart"
     ),
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Folder for the PNGs (default: RESULTS/plots).")
+        str | None, typer.Option("--output", "-o", help="Folder for the PNGs (default: RESULTS/plots).")
     ] = None,
     baseline: Annotated[
         str | None, typer.Option(help="Strategy to measure gains against (default: the suite's).")
@@ -512,9 +529,20 @@ def plot(
     """Draw PNG figures: metric vs cost with the Pareto frontier, learning curves, a gain heatmap."""
     from harness.plots import write_plots
     from harness.report import ReportOptions, build_report
+    from harness.suite import output_problem
 
+    folder = Path(parse_output(output) or results / "plots")
+    problem = output_problem(folder)
+    if problem:
+        raise BenchError(f"--output: {problem}")
     built = build_report(results, ReportOptions(metric=metric, baseline=baseline))
-    for path in write_plots(built, results, output or results / "plots"):
+    for skipped in built.skipped:
+        stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
+    try:
+        written = write_plots(built, results, folder)
+    except OSError as exc:
+        raise BenchError(f"--output: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
+    for path in written:
         stdout.print(str(path))
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 import warnings
@@ -192,8 +193,26 @@ def parse_result(data: Any) -> CellResult:
         raise UnreadableDocument("corrupt", str(exc)) from None
 
 
+#: the largest document read: cells with long curves are tens of kilobytes
+MAX_DOCUMENT_BYTES = 64 * 2**20
+
+
 def read_document(path: Path) -> Any:
-    """A JSON file's content; `UnreadableDocument` when it is not JSON (truncated, binary)."""
+    """A JSON file's content; `UnreadableDocument` when it is not JSON (truncated, binary).
+
+    Only regular files up to `MAX_DOCUMENT_BYTES` are read: a cell document is kilobytes, and a
+    symlink to /dev/zero or a file blown up to gigabytes must not take the machine's memory.
+    """
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UnreadableDocument("corrupt", f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableDocument("corrupt", "not a regular file")
+    if info.st_size > MAX_DOCUMENT_BYTES:
+        raise UnreadableDocument("corrupt", f"{info.st_size} bytes, more than a result document can be")
     try:
         return json.loads(path.read_bytes())
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -548,6 +548,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
         metrics = registry.get("task", t.kind).metrics  # type: ignore[attr-defined]
         if t.metric is not None and t.metric not in metrics:
             fail(f"{key}.metric", f"unknown metric {t.metric!r} for {t.kind}; allowed: {', '.join(metrics)}")
+        if t.metric is not None:
+            _check_reported(t, registry, fail, key)
     for i, b in enumerate(suite.backbones):
         key = f"backbones[{i}]"
         known("backbone", b.name, f"{key}.name")
@@ -592,6 +594,24 @@ def _from_scratch(spec: StrategySpec, registry: Registry) -> bool:
     """Whether a strategy ignores the backbone's weights (`scratch`); unknown ones are reported elsewhere."""
     known = spec.name in registry.components["strategy"]
     return known and bool(getattr(registry.get("strategy", spec.name), "from_scratch", False))
+
+
+def _check_reported(task: TaskSpec, registry: Registry, fail: Any, key: str) -> None:
+    """The ranking metric is one the task reports with these options and this dataset's classes."""
+    plugin = registry.create("task", task.kind, task.options)
+    reported = plugin.reported_metrics()  # type: ignore[attr-defined]
+    if task.metric in reported and reported != plugin.reported_metrics(1):  # type: ignore[attr-defined]
+        try:  # the metrics depend on the number of classes: count them where the data can tell
+            dataset = registry.create("dataset", task.dataset.name, task.dataset.options)
+            classes: int | None = len(dataset.class_names(task.kind))
+        except Exception:  # data not there yet (downloaded later): checked when the cell runs
+            classes = None
+        reported = plugin.reported_metrics(classes)  # type: ignore[attr-defined]
+        if task.metric not in reported:
+            allowed = ", ".join(reported)
+            fail(f"{key}.metric", f"{task.metric!r} needs more than {classes} classes; allowed: {allowed}")
+    elif task.metric not in reported:
+        fail(f"{key}.metric", f"{task.metric!r} is not reported with these options; allowed: {', '.join(reported)}")
 
 
 def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:

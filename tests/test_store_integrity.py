@@ -131,6 +131,22 @@ def test_report_names_the_files_it_skipped(tmp_path: Path) -> None:
     assert len(result.stdout.splitlines()) == 3
 
 
+def test_endless_and_huge_cell_files_are_skipped_unread(tmp_path: Path) -> None:
+    """A symlink to /dev/zero or a file of gigabytes would take all memory if read: skipped by its size."""
+    store = Store(tmp_path)
+    store.save(_result("aaa"))
+    (store.cells_dir / "zero.json").symlink_to("/dev/zero")
+    with open(store.cell_path("huge"), "wb") as f:  # sparse: no disk used
+        f.truncate(store_module.MAX_DOCUMENT_BYTES + 1)
+    (store.cells_dir / "loop.json").symlink_to(store.cells_dir / "loop.json")
+    result = cli.invoke(app, ["report", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "zero.json: corrupt: not a regular file" in result.stderr
+    assert "huge.json: corrupt" in result.stderr and "more than a result document can be" in result.stderr
+    assert "loop.json: corrupt: cannot be read" in result.stderr
+    assert len(result.stdout.splitlines()) == 2  # the header and the one readable cell
+
+
 def test_a_garbage_manifest_falls_back_to_every_cell(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.save(_result("aaa"))

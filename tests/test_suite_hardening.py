@@ -472,9 +472,13 @@ def test_plan_into_a_closed_pipe_exits_0_quietly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--seeds", "-1"], "command line: seeds[0]: Input should be greater than or equal to 0"),
+        (["--seeds", "-1"], "--seeds: '-1' is not a comma-separated list of integers from 0 up"),
         (["--seeds", "0,4294967296"], "command line: seeds[1]: Input should be less than or equal to 4294967295"),
-        (["--seeds", ","], "--seeds: ',' names no seed"),
+        (["--seeds", ","], "--seeds: ',' is not a comma-separated list of integers from 0 up"),
+        (["--seeds", "0,,1"], "--seeds: '0,,1' is not a comma-separated list of integers from 0 up"),
+        (["--seeds", "1_0"], "--seeds: '1_0' is not a comma-separated list of integers from 0 up"),
+        (["--seeds", "+1"], "--seeds: '+1' is not a comma-separated list of integers from 0 up"),
+        (["--output", ""], "--output: empty; give a results directory"),
         (["--seeds", "0,0"], "command line: seeds: Value error, seeds must be distinct"),
         (["--device", "tpu"], "command line: device: Value error, allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"),
     ],
@@ -530,3 +534,44 @@ def test_integers_for_floats_give_the_keys_of_floats(tmp_path: Path, registry) -
 
     assert keys(1, 0, 0, 1) == keys(1.0, 0.0, 0.0, 1.0)
     assert keys([1, 2], [0, 0.5], 0, 0) == keys([1.0, 2.0], [0.0, 0.5], 0.0, 0.0)
+
+
+def test_a_metric_the_dataset_cannot_give_is_refused(tmp_path: Path, registry) -> None:
+    """top5 needs five classes: with two, every cell would fail after training; refused when the suite loads."""
+    data = _one_task(tmp_path)
+    data["tasks"][0]["metric"] = "top5"
+    data["tasks"][0]["dataset"] = {"name": "shapes", "options": {"shapes": ["circle", "square"], "image_size": 32}}
+    _refused(data, registry, "tasks[0].metric: 'top5' needs more than 2 classes; allowed: top1")
+    data["tasks"][0]["dataset"]["options"]["shapes"] = ["circle", "square", "triangle", "cross", "ring"]
+    parse_suite(data, registry=registry)  # five classes: fine
+
+
+def test_a_devkit_metric_needs_its_protocol(tmp_path: Path, registry) -> None:
+    data = _one_task(tmp_path)
+    data["tasks"][0].update(kind="detection", metric="map_voc07")
+    _refused(data, registry, "tasks[0].metric: 'map_voc07' is not reported with these options")
+    data["tasks"][0]["options"] = {"metric_protocol": "voc07"}
+    parse_suite(data, registry=registry)
+
+
+def test_exclusions_that_leave_no_cell_are_refused(tmp_path: Path, registry) -> None:
+    data = _one_task(tmp_path)
+    data["exclude"] = [{"task": data["tasks"][0]["name"]}]
+    _refused(data, registry, "exclude: the exclusions leave no cell", plan=True)
+
+
+def test_plan_looks_at_the_output_given_on_the_command_line(tmp_path: Path) -> None:
+    path = _suite_file(tmp_path)
+    result = runner.invoke(app, ["plan", str(path), "--output", str(tmp_path / "elsewhere"), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "elsewhere") in result.stdout
+
+
+def test_report_and_plot_outputs_that_cannot_be_written_exit_2(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "cells").mkdir(parents=True)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    _cli_refuses(["plot", str(results), "--output", str(a_file)], "--output: ")
+    _cli_refuses(["plot", str(results), "--output", str(a_file / "sub")], "is not a directory")
+    _cli_refuses(["plot", str(results), "--output", ""], "--output: empty")

@@ -38,6 +38,10 @@ class Classification(StackedBatchesTask):
     Options = ClassificationOptions
     options: ClassificationOptions
 
+    def reported_metrics(self, num_classes: int | None = None) -> tuple[str, ...]:
+        """top-5 accuracy needs at least five classes."""
+        return self.metrics if num_classes is None or num_classes >= 5 else ("top1",)
+
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return ClassificationModel(backbone, num_classes)
 
@@ -46,7 +50,7 @@ class Classification(StackedBatchesTask):
         return F.cross_entropy(model(images), labels, label_smoothing=self.options.label_smoothing)
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
-        ks = [1, 5] if num_classes >= 5 else [1]
+        ks = [int(name.removeprefix("top")) for name in self.reported_metrics(num_classes)]
         meters = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks}
         for images, labels in batches:
             logits = model(images).float().cpu()

@@ -191,6 +191,11 @@ class Detection(Task):
         losses = model(images, targets)
         return torch.stack(list(losses.values())).sum()
 
+    def reported_metrics(self, num_classes: int | None = None) -> tuple[str, ...]:
+        """The devkit's AP only under its `metric_protocol`."""
+        protocol = self.options.metric_protocol
+        return (*COCO_METRICS, f"map_{protocol}") if protocol != "coco" else COCO_METRICS
+
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         meter = MeanAveragePrecision(
             iou_type="bbox",
