@@ -536,9 +536,7 @@ def plot(
     if problem:
         raise BenchError(f"--output: {problem}")
     built = build_report(results, ReportOptions(metric=metric, baseline=baseline))
-    for skipped in built.skipped:
-        stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
-    try:
+    try:  # write_plots reads the cells again and warns of the files it skips
         written = write_plots(built, results, folder)
     except OSError as exc:
         raise BenchError(f"--output: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
@@ -559,7 +557,12 @@ def compare(
 
     if format not in FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(FORMATS)}")
-    emit(render_comparison(compare_runs(run_a, run_b, metric=metric, alpha=alpha), format), output)
+    with warnings.catch_warnings(record=True) as said:  # the files each run skipped, said here on stderr
+        warnings.simplefilter("always")
+        compared = compare_runs(run_a, run_b, metric=metric, alpha=alpha)
+    for warning in said:
+        stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+    emit(render_comparison(compared, format), output)
 
 
 def plugins() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,10 @@ KEYS = ["task", "backbone", "strategy", "setting"]
 
 
 def _cells(path: str | Path, metric: str | None) -> pd.DataFrame:
-    frame = build_report(path, ReportOptions(metric=metric, all_settings=True)).to_frame()
+    report = build_report(path, ReportOptions(metric=metric, all_settings=True))
+    for skipped in report.skipped:  # as `bench report` says them
+        warnings.warn(f"skipped {skipped}", stacklevel=3)
+    frame = report.to_frame()
     return frame[[*KEYS, "metric", "n", "mean", "ci_half_width", "seed_values", "samples_per_second", "status"]]
 
 

@@ -420,3 +420,14 @@ def test_an_old_manifest_without_history_still_selects_its_cells(tmp_path: Path)
     store.write_manifest({"cells": ["k2", "k1"], "labels": {"k1": {"strategy": "lp"}}})
     results = planned_results(tmp_path)
     assert [(r.key, r.strategy) for r in results] == [("k2", "full"), ("k1", "lp")]
+
+
+def test_compare_names_the_files_it_skipped(tmp_path: Path) -> None:
+    for run in ("a", "b"):
+        store = Store(tmp_path / run)
+        store.save(_result("aaa"))
+        store.save(_result("bbb", strategy="scratch"))
+    Store(tmp_path / "b").cell_path("ccc").write_text("[]")
+    result = cli.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "ccc.json: corrupt" in result.stderr
