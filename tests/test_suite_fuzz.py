@@ -369,12 +369,14 @@ def datasets(draw: Draw) -> dict[str, Any]:
 def tasks(draw: Draw, name: str) -> dict[str, Any]:
     kind = draw(st.sampled_from(TASK_KINDS))
     task: dict[str, Any] = {"name": name, "kind": kind, "dataset": draw(datasets())}
-    metrics = REGISTRY.get("task", kind).metrics
-    if draw(st.booleans()):
-        task["metric"] = draw(st.sampled_from(metrics))
     options = draw(options_of("task", kind))
     if options:
         task["options"] = options
+    if draw(st.booleans()):  # a metric the task reports with these options and the dataset's classes
+        dataset = task["dataset"]
+        classes = REGISTRY.create("dataset", "shapes", dataset.get("options", {})).class_names(kind)
+        metrics = REGISTRY.create("task", kind, options).reported_metrics(len(classes))
+        task["metric"] = draw(st.sampled_from(metrics))
     training = draw(training_of())
     if training:
         task["training"] = training
@@ -499,6 +501,9 @@ def valid_suites(draw: Draw, workdir: Path) -> dict[str, Any]:
         picks = {"task": task_names, "backbone": backbone_ids, "strategy": strategy_ids}
         fields = draw(st.lists(st.sampled_from(sorted(picks)), min_size=1, max_size=3, unique=True))
         exclusions.append({f: draw(st.sampled_from(picks[f])) for f in fields})
+    # exclusions that leave no cell are refused: one task x backbone x strategy always stays
+    kept = {"task": task_names[0], "backbone": backbone_ids[0], "strategy": strategy_ids[0]}
+    exclusions = [e for e in exclusions if any(value != kept[f] for f, value in e.items())]
     if exclusions:
         suite["exclude"] = exclusions
     return suite
