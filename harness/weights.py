@@ -11,7 +11,6 @@ Sources, as written in a suite's `weights` key:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from harness.components import Backbone, BackboneModule, NamedWeights
 from harness.errors import BenchError
+from harness.store import sha256_of
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -80,11 +80,7 @@ def fetch_named(weights: NamedWeights) -> Path:
 
 def file_digest(path: Path) -> str:
     """Content hash of a checkpoint, so a changed file is a different cell."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_of(path)[:16]
 
 
 def file_identity(text: str) -> str:
