@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from harness.callbacks import call
 from harness.components import Backbone, Task
 from harness.errors import SuiteError
 from harness.registry import Registry
@@ -22,7 +23,7 @@ from harness.suite import BackboneSpec, PretrainSpec, StrategySpec, Suite, TaskS
 from harness.weights import file_identity, parse_weights, resolve_named
 
 #: bump when a change makes old results incomparable
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -53,6 +54,11 @@ class Cell:
     @property
     def label(self) -> str:
         return cell_label(self.task, self.backbone, self.strategy, self.setting, self.seed)
+
+    @property
+    def is_pretraining(self) -> bool:
+        """A pretraining stage of the suite rather than a cell of its grid."""
+        return self.task.startswith("pretrain:")
 
 
 @dataclass(frozen=True)
@@ -86,24 +92,30 @@ def variants(suite: Suite, task: TaskSpec, strategy: StrategySpec, registry: Reg
 def task_settings(
     task: Task, dataset: Any, options: dict[str, Any], metric: str | None, registry: Registry | None = None
 ) -> dict[str, Any]:
-    """A task's part of a cell's settings, with the ranking metric resolved (default: the task's first)."""
+    """A task's part of a cell's settings: every option with its default resolved, the ranking metric too
+    (default: the task's first), so a plugin release that changes a default makes new cells."""
     dataset_options = dict(dataset.options)
     if registry is not None and dataset.name in registry.components["dataset"]:
-        dataset_options = as_declared(registry.get("dataset", dataset.name).Options, dataset_options)
+        dataset_options = resolved(registry.get("dataset", dataset.name).Options, dataset_options)
     return {
         "kind": task.name,
         "dataset": {"name": dataset.name, "options": dataset_options},
-        "options": as_declared(type(task).Options, options),
+        "options": resolved(type(task).Options, options),
         "metric": metric or task.metrics[0],
     }
 
 
-def as_declared(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with each integer given for a float option written as a float.
+def resolved(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """Every option of a component, given or defaulted, as JSON (an integer given for a float option
+    is a float: `dropout = 0` and `dropout = 0.0` are one setting and make one cell key)."""
+    try:
+        return options.model_validate(values).model_dump(mode="json")
+    except ValidationError:
+        return dict(values)
 
-    `dropout = 0` and `dropout = 0.0` are one setting, so they must make one cell key; nothing
-    else is changed, so the keys of cells written as declared stay what they were.
-    """
+
+def as_declared(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each integer given for a float option written as a float (the sweep labels)."""
     if not values:
         return dict(values)
     try:
@@ -131,8 +143,8 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
         "task": task_settings(
             registry.create("task", spec.kind, spec.options), spec.dataset, spec.options, None, registry
         ),
-        "backbone": {"name": spec.backbone, "weights": "none"},
-        "strategy": {"name": "full", "options": {}},
+        "backbone": {"name": spec.backbone, "weights": "none", "options": {}},
+        "strategy": {"name": "full", "options": resolved(registry.get("strategy", "full").Options, {})},
         "training": training.model_dump(),
         "seed": spec.seed,
     }
@@ -243,7 +255,7 @@ def _cell(
     training = variant.training
     strategy_settings = {
         "name": strategy.name,
-        "options": dict(variant.options),
+        "options": resolved(type(strategy_obj).Options, variant.options),
         "batchnorm": strategy_obj.batchnorm_policy(),
     }
     ref = strategy_obj.teacher()
@@ -252,17 +264,16 @@ def _cell(
     settings = {
         "version": SETTINGS_VERSION,
         "task": task_settings(task_obj, task.dataset, task.options, task.metric, registry),
-        # options only when given, so cells of option-less backbones keep their keys
         "backbone": {
             "name": backbone.name,
             "weights": weights,
-            **({"options": as_declared(type(backbone_obj).Options, backbone.options)} if backbone.options else {}),
+            "options": resolved(type(backbone_obj).Options, backbone.options),
         },
         "strategy": strategy_settings,
         "training": training.model_dump(),
         "seed": seed,
     }
-    reason = task_obj.check(backbone_obj) or strategy_obj.check(task.kind)
+    reason = task_obj.check(backbone_obj) or call(strategy_obj.check, task.kind, backbone=backbone_obj, task=task_obj)
     if reason is None and training.batch_size < task_obj.min_train_batch():
         reason = f"{task.kind} needs training.batch_size >= {task_obj.min_train_batch()}"
     return Cell(

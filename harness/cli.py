@@ -149,12 +149,16 @@ def run(
         str | None,
         typer.Option(help="sequential, processes, ray, ... (overrides the suite's; its options are kept if same)."),
     ] = None,
+    logger: Annotated[
+        list[str] | None,
+        typer.Option(help="Also log the run with this logger (tensorboard, mlflow, ...); repeat for several."),
+    ] = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
-    from harness.progress import QuietObserver, RichObserver
+    from harness.progress import QuietProgress, RichProgress
     from harness.registry import default_registry
     from harness.runner import run_suite
-    from harness.suite import load_suite, with_overrides
+    from harness.suite import check_loggers, load_suite, with_overrides
 
     loaded = with_overrides(
         load_suite(suite_path(suite)), output=parse_output(output), device=device, seeds=parse_seeds(seeds)
@@ -164,14 +168,23 @@ def run(
         if executor not in allowed:
             raise BenchError(f"--executor: unknown executor {executor!r}; allowed: {', '.join(allowed)}")
         loaded = with_overrides(loaded, executor={"name": executor})
-    observer = QuietObserver(stderr) if quiet or not stderr.is_terminal else RichObserver()
+    if logger:
+        named = {spec.name for spec in loaded.loggers}
+        added = [{"name": name} for name in dict.fromkeys(logger) if name not in named]
+        loaded = with_overrides(loaded, loggers=[*(s.model_dump() for s in loaded.loggers), *added])
+        check_loggers(loaded, default_registry(), "--logger")
+    registry = default_registry()
+    display = QuietProgress(stderr) if quiet or not stderr.is_terminal else RichProgress()
+    registry.pm.register(display, name="progress-display")
     try:
-        summary = run_suite(loaded, fresh=fresh, observer=observer)
+        summary = run_suite(loaded, registry, fresh=fresh)
     except KeyboardInterrupt:
-        observer.close()
+        display.close()
         stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}", markup=False)
         raise typer.Exit(130) from None
-    observer.close()
+    finally:
+        registry.pm.unregister(display)
+    display.close()
     stderr.print(summary.describe(), markup=False, soft_wrap=True)
     stderr.print(f"results: {summary.output}", markup=False)
     stderr.print(f"report:  bench report {summary.output} --format markdown", markup=False)

@@ -11,7 +11,8 @@ import types
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from harness.progress import Observer
     from harness.registry import Registry
     from harness.report import Report
+    from harness.training import FitOutcome, TrainingLoop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -202,8 +204,30 @@ class Task(Component):
         undefined on this data (e.g. detection mAP without ground truth)."""
         ...
 
+    def loss_and_outputs(self, model: TaskModel, batch: Batch) -> tuple[torch.Tensor, Any]:
+        """The training loss and the outputs it came from, which a strategy's `extra_loss` may read
+        (classification: logits; segmentation: per-pixel logits; detection: `{"losses", "features"}`).
+        Tasks without outputs worth sharing keep this default: (loss, None)."""
+        return self.loss(model, batch), None
+
     def min_train_batch(self) -> int:
         return 1
+
+    # --- training the head on cached backbone features (optional) ---
+
+    def feature_cache_problem(self) -> str | None:
+        """Why this task's head cannot train on cached backbone features, or None when it can
+        (then `head_samples` and `head_model` are implemented)."""
+        return f"the {self.name} task does not cache backbone features"
+
+    def head_samples(self, model: TaskModel, batch: Batch) -> list[Any]:
+        """Per sample of `batch`, what the head reads from the backbone and the target, in a shape
+        `collate` takes; computed once (backbone frozen, eval mode, gradients off)."""
+        raise NotImplementedError
+
+    def head_model(self, model: TaskModel) -> TaskModel:
+        """A model sharing `model`'s head that reads batches of `head_samples` instead of images."""
+        raise NotImplementedError
 
 
 # --- datasets ------------------------------------------------------------------------------
@@ -229,6 +253,11 @@ class Dataset(Component):
     def shape(self, kind: str) -> tuple[dict[str, int], int]:
         """(images per split, number of classes), for planning; reads the data unless told otherwise."""
         return {split: len(self.load(kind, split)) for split in self.splits}, len(self.class_names(kind))  # type: ignore[arg-type]
+
+    def deterministic(self, kind: str, split: str) -> bool:
+        """Whether `split` yields the same tensors for a sample every time it is read (no random
+        augmentation), so features computed from it once can stand for every epoch."""
+        return False
 
     def data_report(self, kind: str, split: str) -> dict[str, Any]:
         """What loading `split` changes in its annotations, counted deterministically (e.g.
@@ -276,7 +305,8 @@ class TeacherRef:
 
 @dataclass
 class TrainingContext:
-    """What a strategy may want to know about the cell it trains; set before `prepare`."""
+    """What a strategy may want to know about the cell it trains, passed to every callback that asks
+    for it (a `context` parameter). The optimizer and schedule exist from the first epoch on."""
 
     task: Task
     device: torch.device
@@ -284,14 +314,25 @@ class TrainingContext:
     total_steps: int
     #: the teacher model (eval mode, on `device`) when `teacher()` asked for one
     teacher: TaskModel | None = None
+    epochs: int = 0
+    #: the training split, shuffled and seeded as the loop sees it (e.g. to recompute BatchNorm statistics)
+    train_loader: torch.utils.data.DataLoader | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+    num_classes: int = 0
+    #: runs a block under the cell's mixed precision (a no-op on the CPU)
+    autocast: Any = None
+    #: what the strategy wants recorded with the result, e.g. {"feature_cache": "used"}
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(Component):
-    """Decides what trains and how: which parameters, at which learning rates, in which mode.
+    """Decides what trains and how: which parameters, at which learning rates, in which mode, and
+    what happens around the steps (the lifecycle, in docs/writing-plugins.md).
 
-    The runner calls, in order: `prepare` once; then for each epoch `on_epoch_start`,
-    `model.train()`, `train_mode`; for each step `on_step_start`, the task loss plus
-    `extra_loss`, the optimizer step.
+    Every callback receives the model and its counter positionally; anything else (`context`,
+    `batch`, `outputs`, `optimizer`, `backbone`, ...) only when its signature names it, so a
+    callback asks for what it uses and strategies written for fewer arguments keep working.
     """
 
     Options: ClassVar[type[BaseModel]] = StrategyOptions
@@ -302,10 +343,12 @@ class Strategy(Component):
     #: the BatchNorm policy when the suite does not set `batchnorm`
     default_batchnorm: ClassVar[BatchNormPolicy] = "train"
 
+    #: the same context as the callbacks' `context` argument (kept for strategies written before it)
     context: TrainingContext | None = None
 
     def check(self, task_kind: str) -> str | None:
-        """Why this strategy cannot run on `task_kind`, or None when it can."""
+        """Why this strategy cannot run on `task_kind` (may also ask for `backbone`: the Backbone
+        component, and `task`: the Task), or None when it can. Called when the suite is planned."""
         return None
 
     def teacher(self) -> TeacherRef | None:
@@ -314,7 +357,8 @@ class Strategy(Component):
 
     @abstractmethod
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        """Set `requires_grad` (and wrap modules if need be); return the optimizer's parameter groups."""
+        """Set `requires_grad` (and wrap modules if need be); return the optimizer's parameter groups.
+        May ask for `context`."""
         ...
 
     def batchnorm_policy(self) -> BatchNormPolicy:
@@ -326,14 +370,53 @@ class Strategy(Component):
 
         apply_batchnorm_policy(model, self.batchnorm_policy())
 
+    def fit(self, loop: TrainingLoop) -> FitOutcome:
+        """The whole of training and evaluation; override only to change the loop itself (the cached
+        linear probe trains its head on stored features). Must return `loop.run(...)`'s outcome."""
+        return loop.run()
+
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
-        """Called before each epoch (0-based), before `model.train()`."""
+        """Before each epoch (0-based), before `model.train()`. May ask for `context`."""
 
     def on_step_start(self, model: TaskModel, step: int) -> None:
-        """Called before each optimizer step (0-based, counted over the whole run)."""
+        """Before each optimizer step (0-based, counted over the whole run). May ask for `context`."""
 
     def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
-        """A term added to the task loss of the step just computed (e.g. a regulariser), or None."""
+        """A term added to the task loss of the step, or None. May ask for `batch` (on the device),
+        `outputs` (the task's outputs for it, see `Task.loss_and_outputs`) and `context`."""
+        return None
+
+    def on_step_end(self, model: TaskModel, step: int) -> None:
+        """After the optimizer and schedule stepped (gradients still there). May ask for
+        `optimizer`, `loss` (the step's loss, a tensor) and `context`."""
+
+    def on_epoch_end(self, model: TaskModel, epoch: int) -> None:
+        """After the epoch's last step, before its validation; model in train mode. May ask for
+        `train_loss` and `context`."""
+
+    def on_train_end(self, model: TaskModel) -> TaskModel | None:
+        """After the last step, before the final validation and the test split: return the model to
+        evaluate (e.g. an average of weights), or None for `model` itself (whose weights it may change
+        in place). May ask for `context`."""
+        return None
+
+
+# --- loggers -------------------------------------------------------------------------------
+
+
+class Logger(Component):
+    """Follows runs for a tracking tool (TensorBoard, MLflow): an object whose methods are event
+    hook implementations (`@hookimpl def bench_epoch_finished(...)`), registered for one run.
+
+    `output` is the run's results folder, a default place for the tool's files.
+    """
+
+    def __init__(self, options: BaseModel | dict[str, Any] | None = None, output: Path | None = None) -> None:
+        super().__init__(options)
+        self.output = output
+
+    def available(self) -> str | None:
+        """Why this logger cannot run here (its extra is not installed), or None."""
         return None
 
 
@@ -392,4 +475,5 @@ COMPONENT_KINDS: dict[str, type[Component]] = {
     "strategy": Strategy,
     "executor": Executor,
     "reporter": Reporter,
+    "logger": Logger,
 }

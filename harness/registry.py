@@ -62,6 +62,7 @@ HOOK_OF_KIND = {
     "strategy": "bench_strategies",
     "executor": "bench_executors",
     "reporter": "bench_reporters",
+    "logger": "bench_loggers",
 }
 
 

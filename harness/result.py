@@ -60,6 +60,8 @@ class CellResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: what the data pipeline changed in the data, e.g. {"train_boxes_dropped": 3}
     data: dict[str, Any] = field(default_factory=dict)
+    #: what the strategy recorded about how it trained, e.g. {"feature_cache": "used"}
+    notes: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
 

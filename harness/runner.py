@@ -14,20 +14,21 @@ from typing import Any
 
 import torch
 
+from harness.callbacks import call
 from harness.cell import Cell, plan_cells
 from harness.components import Backbone, BackboneModule, Executor, Strategy, Task, TaskModel, TrainingContext
 from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
 from harness.devices import DeviceSetup, resolve_device, set_threads
 from harness.errors import BenchError, Diverged, Unsupported
 from harness.job import Job, JobOutcome, plan_jobs
-from harness.progress import Observer
+from harness.progress import HookRelay, Observer
 from harness.provenance import provenance
 from harness.registry import Registry, default_registry
 from harness.result import CellResult
 from harness.scheduler import Scheduler
 from harness.store import Store, WriteFailed, checkpoint_problem, manifest_runs, write_checkpoint
 from harness.suite import Suite, Training
-from harness.training import evaluate, fit, make_loader, seed_everything, step_budget
+from harness.training import TrainingLoop, make_loader, seed_everything, step_budget
 from harness.weights import (
     fetch_named,
     first_mismatch,
@@ -59,6 +60,7 @@ def run_cell(
     observer = observer or Observer()
     result = CellResult.for_cell(cell, "failed", started_at=_now())
     started = time.perf_counter()
+    observer.cell_started(cell, Training(**cell.settings["training"]).epochs)
     try:
         if cell.skip_reason:
             raise Unsupported(cell.skip_reason)
@@ -123,35 +125,51 @@ def _train(
 
     total_steps, epochs = step_budget(training, len(train_loader))
     teacher = _teacher(cell, registry, task, len(classes), store, setup.device)
-    strategy.context = TrainingContext(task, setup.device, len(train_loader), total_steps, teacher)
-    groups = strategy.prepare(model)
+    context = TrainingContext(
+        task,
+        setup.device,
+        len(train_loader),
+        total_steps,
+        teacher,
+        epochs=epochs,
+        train_loader=train_loader,
+        num_classes=len(classes),
+        autocast=setup.autocast,
+    )
+    strategy.context = context
+    groups = call(strategy.prepare, model, context=context)
     trained = {id(p) for p in model.parameters() if p.requires_grad}
 
     cost = result.cost
     cost.total_params = count_parameters(model)[1]
     cost.device, cost.device_name = str(setup.device), setup.name
-    cost.flops_per_sample = _count_flops(model, task, strategy, train_loader, setup)
+    train_set = train_loader.dataset
+    first = task.collate([train_set[i] for i in range(min(training.batch_size, len(train_set)))])  # type: ignore[arg-type]
+    cost.flops_per_sample = _count_flops(model, task, strategy, first, setup, context)
 
-    observer.cell_started(cell, epochs)
-    reset_peak_memory(setup)
-    outcome = fit(
-        model, task, strategy, groups, train_loader, val_loader, training, setup, metric, len(classes), observer
+    loaders = {"train": train_loader, "val": val_loader, "test": test_loader}
+    loop = TrainingLoop(
+        model, task, strategy, groups, loaders, training, setup, metric, len(classes), observer, context
     )
-    started = time.perf_counter()
-    result.metrics = evaluate(model, task, test_loader, setup, len(classes))
-    cost.eval_seconds = outcome.eval_seconds + time.perf_counter() - started
+    reset_peak_memory(setup)
+    outcome = strategy.fit(loop)
+    if outcome.model is None:
+        raise BenchError(f"strategy {strategy.name!r}: fit() must return loop.run()'s outcome")
+    cost.eval_seconds = outcome.eval_seconds
     cost.peak_memory_bytes, cost.peak_memory_kind = peak_memory(setup)
     cost.train_seconds = outcome.train_seconds
     cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
     cost.samples_per_second = outcome.samples / outcome.train_seconds if outcome.train_seconds else 0.0
-    result.curve, result.best = outcome.curve, outcome.best
+    result.metrics, result.curve, result.best = outcome.metrics, outcome.curve, outcome.best
+    result.notes = dict(context.notes)
     # parameters unfrozen during training (gradual unfreezing) count as trainable too
     trained |= {id(p) for p in model.parameters() if p.requires_grad}
     cost.trainable_params = sum(p.numel() for p in model.parameters() if id(p) in trained)
+    evaluated = outcome.model
     if cell.keep_model:
-        save_state(model, store.model_path(cell.key))
+        save_state(evaluated, store.model_path(cell.key))
     if on_trained is not None:
-        on_trained(model)
+        on_trained(evaluated)
 
 
 def _teacher(
@@ -209,21 +227,27 @@ def _load_weights(plugin: Backbone, module: BackboneModule, weights: str, store:
 
 
 def _count_flops(
-    model: TaskModel, task: Task, strategy: Strategy, loader: torch.utils.data.DataLoader, setup: DeviceSetup
+    model: TaskModel,
+    task: Task,
+    strategy: Strategy,
+    batch: Any,
+    setup: DeviceSetup,
+    context: TrainingContext,
 ) -> float | None:
     """FLOPs of one training step, strategy terms (e.g. a teacher's forward) included.
 
-    Counted on the model itself, whose state (BatchNorm statistics) is restored afterwards.
+    Counted on the model itself, whose state (BatchNorm statistics) is restored afterwards, on a
+    batch of the first training samples (read directly, so the shuffling of the loader is untouched).
     """
-    batch = task.to_device(next(iter(loader)), setup.device)
+    batch = task.to_device(batch, setup.device)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     strategy.train_mode(model)
 
     def step() -> torch.Tensor:
         with setup.autocast():
-            loss = task.loss(model, batch)
-            extra = strategy.extra_loss(model)
+            loss, outputs = task.loss_and_outputs(model, batch)
+            extra = call(strategy.extra_loss, model, batch=batch, outputs=outputs, context=context)
         return loss if extra is None else loss + extra
 
     try:
@@ -333,7 +357,8 @@ def run_suite(
     written (a full disk) stops the run: `RunSummary.stopped` says why, everything stored is kept.
     """
     registry = registry or default_registry()
-    observer = observer or Observer()
+    # every event goes to the `bench_*` hooks (the progress display, loggers), and to `observer` if given
+    observer = HookRelay(registry.pm.hook, observer)
     resolve_device(suite.device, amp=False)  # fail early, before anything runs
     cells = plan_cells(suite, registry)
     store = Store(suite.output_dir())
@@ -371,41 +396,51 @@ def run_suite(
             summary.stopped = f"{why}; stopped before running anything"
             return summary
         observer.message(f"{why}; nothing to run, so nothing is lost")
-    observer.suite_started(len(cells), summary.reused)
-
-    def on_submit(job: Job) -> None:
-        if not job.pretraining:
-            registry.pm.hook.bench_cell_started(cell=job.cell)
-
-    def on_outcome(job: Job, outcome: JobOutcome) -> None:
-        result = outcome.result
-        assert result is not None
-        view = observer.slot(outcome.slot)
-        if job.pretraining:
-            summary.pretrained += outcome.how == "ran"
-            view.pretrain_finished(result)
-            return
-        summary.statuses[result.status] += 1
-        if outcome.how == "ran":
-            summary.per_slot[outcome.slot] += 1
-        else:
-            summary.elsewhere += 1
-        registry.pm.hook.bench_cell_finished(cell=job.cell, result=result)
-        view.cell_finished(result)
-
-    scheduler = Scheduler(jobs, executor, store, on_submit, on_outcome)
+    hook = registry.pm.hook
+    loggers = _start_loggers(suite, registry, store.root)
     try:
-        executor.start(observer, registry)
-        summary.executor = executor.describe()
-        scheduler.run()
+        hook.bench_run_started(suite=suite, cells=cells, done=summary.reused)
+
+        def on_outcome(job: Job, outcome: JobOutcome) -> None:
+            result = outcome.result
+            assert result is not None
+            if job.pretraining:
+                summary.pretrained += outcome.how == "ran"
+            else:
+                summary.statuses[result.status] += 1
+                if outcome.how == "ran":
+                    summary.per_slot[outcome.slot] += 1
+                else:
+                    summary.elsewhere += 1
+            hook.bench_cell_finished(cell=job.cell, result=result, slot=outcome.slot)
+
+        scheduler = Scheduler(jobs, executor, store, lambda job: None, on_outcome)
+        try:
+            executor.start(observer, registry)
+            summary.executor = executor.describe()
+            scheduler.run()
+        finally:
+            executor.close()
+        if scheduler.stopped is not None:
+            kept = sum(store.load(c.key) is not None for c in cells)
+            summary.stopped = f"{scheduler.stopped}; stopped, {kept} finished cells are kept"
+        if jobs and summary.stopped is None:
+            _finish_manifest(store, run, observer)
+        hook.bench_run_finished(suite=suite, summary=summary)
     finally:
-        executor.close()
-    if scheduler.stopped is not None:
-        kept = sum(store.load(c.key) is not None for c in cells)
-        summary.stopped = f"{scheduler.stopped}; stopped, {kept} finished cells are kept"
-    if jobs and summary.stopped is None:
-        _finish_manifest(store, run, observer)
+        for logger in loggers:
+            registry.pm.unregister(logger)
     return summary
+
+
+def _start_loggers(suite: Suite, registry: Registry, output: Path) -> list[Any]:
+    """The suite's loggers, registered as plugins for this run."""
+    started = []
+    for spec in suite.loggers:
+        logger = registry.get("logger", spec.name)(spec.options, output=output)  # type: ignore[call-arg]
+        registry.pm.register(logger, name=f"logger:{spec.name}:{id(logger)}")
+        started.append(logger)
+    return started
 
 
 def _finish_manifest(store: Store, run: dict[str, Any], observer: Observer) -> None:

@@ -189,6 +189,13 @@ class ExecutorSpec(Strict):
     options: dict[str, Any] = {}
 
 
+class LoggerSpec(Strict):
+    """A run logger: `loggers = ["tensorboard"]`, or a table with options (`{ name = "mlflow", options = {...} }`)."""
+
+    name: str
+    options: dict[str, Any] = {}
+
+
 class Exclusion(Strict):
     task: str | None = None
     backbone: str | None = None
@@ -210,6 +217,8 @@ class Suite(Strict):
     baseline: str | None = Field(None, description="strategy label gains are measured against")
     device: str = "auto"
     executor: ExecutorSpec = ExecutorSpec()
+    #: loggers that follow the run (learning curves, metrics); not part of any cell's settings
+    loggers: list[LoggerSpec] = []
     training: Training = Training()
     training_sweep: dict[str, list[Any]] = {}
     pretrain: list[PretrainSpec] = []
@@ -232,6 +241,13 @@ class Suite(Strict):
     @classmethod
     def _executor(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("seeds")
     @classmethod
@@ -519,6 +535,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
             fail("name", f"the default results directory cannot be made: {problem}; or give `output`")
     known("executor", suite.executor.name, "executor")
     options("executor", suite.executor.name, suite.executor.options, "executor.options")
+    check_loggers(suite, registry, src)
     _unique([s.id for s in suite.strategies], "strategies", "label", fail)
     _unique([b.id for b in suite.backbones], "backbones", "label", fail)
     _unique([t.name for t in suite.tasks], "tasks", "name", fail)
@@ -644,6 +661,26 @@ def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:
             fail(f"{key}.teacher_strategy", f"unknown strategy {ref.strategy!r}; allowed: {', '.join(strategies)}")
         if _teacher_of(strategies[ref.strategy], registry) is not None:
             fail(f"{key}.teacher_strategy", f"{ref.strategy!r} learns from a teacher itself; pick one that does not")
+
+
+def check_loggers(suite: Suite, registry: Registry, where: str) -> None:
+    """Every logger is known, its options valid and its extra installed; `where`: the file or the option."""
+
+    def fail(key: str, message: str) -> None:
+        raise SuiteError(f"{where}: {key}: {message}")
+
+    _unique([spec.name for spec in suite.loggers], "loggers", "name", fail)
+    for i, spec in enumerate(suite.loggers):
+        if spec.name not in registry.components["logger"]:
+            fail(f"loggers[{i}].name", f"unknown logger {spec.name!r}; allowed: {', '.join(registry.names('logger'))}")
+        cls = registry.get("logger", spec.name)
+        try:
+            cls.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            raise SuiteError(f"{where}: {_describe(exc, cls.Options, prefix=f'loggers[{i}].options.')}") from None
+        missing = registry.create("logger", spec.name, spec.options).available()
+        if missing:
+            fail(f"loggers[{i}].name", missing)
 
 
 def _unique(values: list[str], table: str, field: str, fail: Any) -> None:

@@ -7,8 +7,8 @@
         assert run.changed == run.names("head")
 
 The model is a small backbone on the offline `shapes` dataset, wrapped by the task; training
-goes through the harness's own loop (`harness.training.fit`), so the strategy's callbacks are
-called exactly as in a suite.
+goes through the harness's own loop (`harness.training.TrainingLoop`, via the strategy's `fit`), so
+the strategy's callbacks are called exactly as in a suite.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
+from harness.callbacks import call
 from harness.components import Strategy, TaskModel, TrainingContext
 from harness.devices import resolve_device
 from harness.progress import Observer
 from harness.registry import Registry
 from harness.suite import Training
-from harness.training import FitOutcome, fit, make_loader, seed_everything
+from harness.training import FitOutcome, TrainingLoop, make_loader, seed_everything
 
 #: Faster R-CNN small enough for a test: 32 px images, few proposals
 TINY_DETECTION: dict[str, Any] = {
@@ -103,14 +104,29 @@ def train_briefly(
     )
     task, model, dataset = tiny_model(kind, backbone, registry)
     setup = resolve_device("cpu", amp=False)
-    train = make_loader(dataset.load(kind, "train"), task, settings.batch_size, setup, 0, train=True)
-    val = make_loader(dataset.load(kind, "val"), task, settings.batch_size, setup, 0, train=False)
-    strategy.context = TrainingContext(task, setup.device, len(train), steps, teacher)
-    groups = strategy.prepare(model)
+    loaders = {
+        split: make_loader(dataset.load(kind, split), task, settings.batch_size, setup, 0, train=split == "train")
+        for split in ("train", "val", "test")
+    }
+    classes = len(dataset.class_names(kind))
+    context = TrainingContext(
+        task,
+        setup.device,
+        len(loaders["train"]),
+        steps,
+        teacher,
+        train_loader=loaders["train"],
+        num_classes=classes,
+        autocast=setup.autocast,
+    )
+    strategy.context = context
+    groups = call(strategy.prepare, model, context=context)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     parameters = {n for n, _ in model.named_parameters()}
-    classes = len(dataset.class_names(kind))
-    outcome = fit(model, task, strategy, groups, train, val, settings, setup, task.metrics[0], classes, Observer())
+    loop = TrainingLoop(
+        model, task, strategy, groups, loaders, settings, setup, task.metrics[0], classes, Observer(), context
+    )
+    outcome = strategy.fit(loop)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     return BriefRun(model, changed & parameters, changed - parameters, outcome)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from harness.components import ParamGroup, Strategy, Task, TaskModel
+from harness.callbacks import call
+from harness.components import ParamGroup, Strategy, Task, TaskModel, TrainingContext
 from harness.devices import DeviceSetup, synchronized
 from harness.errors import BenchError, Diverged
 from harness.progress import Observer
@@ -122,6 +123,10 @@ class FitOutcome:
     steps: int = 0
     #: the optimizer as training left it (its groups, learning rates and state)
     optimizer: torch.optim.Optimizer | None = None
+    #: test-split metrics of the evaluated model (empty when the loop ran without a test split)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    #: the model that was validated last and tested: the trained one, or what `on_train_end` returned
+    model: TaskModel | None = None
 
 
 def evaluate(
@@ -138,76 +143,150 @@ def evaluate(
         return task.evaluate(model, batches(), num_classes)
 
 
-def fit(
-    model: TaskModel,
-    task: Task,
-    strategy: Strategy,
-    groups: Sequence[ParamGroup],
-    train_loader: DataLoader,
-    val_loader: DataLoader,
-    training: Training,
-    setup: DeviceSetup,
-    metric: str,
-    num_classes: int,
-    observer: Observer,
-) -> FitOutcome:
-    """Train for `training.epochs` (or `max_steps`), validating after every epoch."""
-    steps_per_epoch = len(train_loader)
-    total, epochs = step_budget(training, steps_per_epoch)
-    warmup = int(training.warmup_fraction * total)
-    optimizer = build_optimizer(groups, training, model)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, training.schedule))
-    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
-    trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    # reading the loss forces a device sync; on CUDA do it every few steps only
-    check_every = 10 if setup.is_cuda else 1
-    outcome = FitOutcome(optimizer=optimizer)
-    step = 0
-    for epoch in range(epochs):
-        strategy.on_epoch_start(model, epoch)
-        model.train()
-        strategy.train_mode(model)
-        observer.epoch_started(epoch, min(steps_per_epoch, total - step))
-        loss_sum = torch.zeros((), device=setup.device)
-        epoch_steps = 0
-        with synchronized(setup):
-            started = time.perf_counter()
-            for batch in train_loader:
-                if step >= total:
-                    break
-                strategy.on_step_start(model, step)
-                batch = task.to_device(batch, setup.device)
-                with setup.autocast():
-                    loss = task.loss(model, batch)
-                    extra = strategy.extra_loss(model)
-                    if extra is not None:
-                        loss = loss + extra
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if training.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, training.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                loss_sum += loss.detach().float()
-                step += 1
-                epoch_steps += 1
-                outcome.samples += task.batch_size(batch)
-                if step % check_every == 0 or step == total:
-                    running = loss_sum.item() / epoch_steps
-                    if not math.isfinite(running):
-                        raise Diverged(f"non-finite loss at step {step} (epoch {epoch + 1})")
-                    observer.step(running)
-        outcome.train_seconds += time.perf_counter() - started
-        outcome.steps = step
-        with synchronized(setup):
-            started = time.perf_counter()
-            val = evaluate(model, task, val_loader, setup, num_classes)
-        outcome.eval_seconds += time.perf_counter() - started
-        train_loss = loss_sum.item() / max(1, epoch_steps)
-        if not math.isfinite(train_loss):
-            raise Diverged(f"non-finite loss in epoch {epoch + 1}")
+#: seconds between two step events (the progress bar, loggers): reading the loss syncs the device
+STEP_EVENT_INTERVAL = 0.2
+
+
+class TrainingLoop:
+    """One cell's training and evaluation, calling the strategy at its documented points.
+
+    Order of calls (docs/writing-plugins.md): for each epoch `on_epoch_start`, `model.train()`,
+    `train_mode`; per step `on_step_start`, the task's loss and outputs plus `extra_loss`, backward,
+    the optimizer and schedule steps, `on_step_end`; then `on_epoch_end` and the epoch's validation.
+    After the last epoch, `on_train_end` picks the model that the final validation and the test see.
+    """
+
+    def __init__(
+        self,
+        model: TaskModel,
+        task: Task,
+        strategy: Strategy,
+        groups: Sequence[ParamGroup],
+        loaders: dict[str, DataLoader],
+        training: Training,
+        setup: DeviceSetup,
+        metric: str,
+        num_classes: int,
+        observer: Observer,
+        context: TrainingContext,
+    ) -> None:
+        self.model, self.task, self.strategy = model, task, strategy
+        self.loaders, self.training, self.setup = loaders, training, setup
+        self.metric, self.num_classes, self.observer, self.context = metric, num_classes, observer, context
+        self.total, self.epochs = step_budget(training, len(loaders["train"]))
+        warmup = int(training.warmup_fraction * self.total)
+        self.optimizer = build_optimizer(groups, training, model)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total, warmup, training.schedule)
+        )
+        context.optimizer, context.schedule = self.optimizer, self.schedule
+        context.epochs, context.total_steps = self.epochs, self.total
+
+    def evaluate(self, model: TaskModel, split: str) -> dict[str, float | None]:
+        """Metrics of `model` on `split` ("val" or "test")."""
+        return evaluate(model, self.task, self.loaders[split], self.setup, self.num_classes)
+
+    def run(
+        self,
+        *,
+        model: TaskModel | None = None,
+        loaders: dict[str, DataLoader] | None = None,
+        train_seconds: float = 0.0,
+        eval_seconds: float = 0.0,
+    ) -> FitOutcome:
+        """Train, validate after every epoch, test. `model` and `loaders` stand in for the cell's own
+        (a model sharing its parameters, loaders of the same length); the seconds are work done before
+        the loop that counts as training or evaluation (computing cached features)."""
+        if loaders is not None:
+            self.loaders = {**self.loaders, **loaders}
+        model = model or self.model
+        strategy, context, training, setup = self.strategy, self.context, self.training, self.setup
+        scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
+        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        steps_per_epoch = len(self.loaders["train"])
+        outcome = FitOutcome(
+            optimizer=self.optimizer, train_seconds=train_seconds, eval_seconds=eval_seconds, model=model
+        )
+        step = 0
+        for epoch in range(self.epochs):
+            call(strategy.on_epoch_start, model, epoch, context=context)
+            model.train()
+            strategy.train_mode(model)
+            self.observer.epoch_started(epoch, min(steps_per_epoch, self.total - step), epochs=self.epochs)
+            loss_sum = torch.zeros((), device=setup.device)
+            epoch_steps = 0
+            with synchronized(setup):
+                started = last_event = time.perf_counter()
+                samples_since = steps_since = 0
+                for batch in self.loaders["train"]:
+                    if step >= self.total:
+                        break
+                    call(strategy.on_step_start, model, step, context=context)
+                    batch = self.task.to_device(batch, setup.device)
+                    with setup.autocast():
+                        loss, outputs = self.task.loss_and_outputs(model, batch)
+                        extra = call(strategy.extra_loss, model, batch=batch, outputs=outputs, context=context)
+                        if extra is not None:
+                            loss = loss + extra
+                    self.optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if training.grad_clip is not None:
+                        scaler.unscale_(self.optimizer)
+                        torch.nn.utils.clip_grad_norm_(trainable, training.grad_clip)
+                    scaler.step(self.optimizer)
+                    scaler.update()
+                    self.schedule.step()
+                    call(strategy.on_step_end, model, step, optimizer=self.optimizer, loss=loss, context=context)
+                    loss_sum += loss.detach().float()
+                    step += 1
+                    epoch_steps += 1
+                    steps_since += 1
+                    size = self.task.batch_size(batch)
+                    outcome.samples += size
+                    samples_since += size
+                    now = time.perf_counter()
+                    if now - last_event >= STEP_EVENT_INTERVAL or step == self.total or epoch_steps == steps_per_epoch:
+                        running = loss_sum.item() / epoch_steps
+                        if not math.isfinite(running):
+                            raise Diverged(f"non-finite loss at step {step} (epoch {epoch + 1})")
+                        group = self.optimizer.param_groups[0]
+                        self.observer.step(
+                            running,
+                            steps_since,
+                            step=step,
+                            lr=group["lr"] / group.get("lr_scale", 1.0),
+                            samples_per_second=samples_since / max(now - last_event, 1e-9),
+                        )
+                        last_event, samples_since, steps_since = now, 0, 0
+                train_loss = loss_sum.item() / max(1, epoch_steps)
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"non-finite loss in epoch {epoch + 1}")
+                call(strategy.on_epoch_end, model, epoch, train_loss=train_loss, context=context)
+                last = epoch == self.epochs - 1
+                if last:
+                    chosen = call(strategy.on_train_end, model, context=context)
+                    if chosen is not None:
+                        if not isinstance(chosen, TaskModel):
+                            raise BenchError(f"on_train_end returned {type(chosen).__name__}, not a TaskModel")
+                        outcome.model = model = chosen
+            outcome.train_seconds += time.perf_counter() - started
+            outcome.steps = step
+            with synchronized(setup):
+                started = time.perf_counter()
+                val = self.evaluate(model, "val")
+            outcome.eval_seconds += time.perf_counter() - started
+            self._record(outcome, epoch, step, train_loss, val)
+        if "test" in self.loaders:
+            with synchronized(setup):
+                started = time.perf_counter()
+                outcome.metrics = self.evaluate(model, "test")
+            outcome.eval_seconds += time.perf_counter() - started
+        return outcome
+
+    def _record(
+        self, outcome: FitOutcome, epoch: int, step: int, train_loss: float, val: dict[str, float | None]
+    ) -> None:
+        metric = self.metric
         if metric not in val:
             raise BenchError(f"metric {metric!r} is not reported here; the task reported {', '.join(val)}")
         outcome.curve.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val": val})
@@ -215,5 +294,4 @@ def fit(
         # None: the metric is undefined on this split (e.g. no ground truth); any number beats it
         if not outcome.best or (value is not None and (best is None or value > best)):
             outcome.best = {"metric": metric, "value": value, "epoch": epoch + 1, "step": step}
-        observer.epoch_finished(epoch, val)
-    return outcome
+        self.observer.epoch_finished(epoch, val, train_loss=train_loss, step=step)

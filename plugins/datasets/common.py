@@ -75,6 +75,9 @@ class RealDataset(Dataset):
     def raw(self, kind: str, source_split: str) -> torch.utils.data.Dataset:
         """(PIL image, target) pairs of a source split; targets as `Dataset` documents them."""
 
+    def deterministic(self, kind: str, split: str) -> bool:
+        return split != "train" or not self.options.augment
+
     def load(self, kind: str, split: str) -> torch.utils.data.Dataset:
         data = self._raw(kind, split)
         indices = self.split_indices(kind, split, data)
