@@ -13,11 +13,12 @@ import time
 import torch
 import torch.nn.functional as F
 
+from harness.components import TrainingContext
 from harness.devices import resolve_device
 from harness.progress import Observer
 from harness.registry import Registry
 from harness.suite import Training
-from harness.training import fit
+from harness.training import TrainingLoop
 
 STEPS, BATCH, SIZE = 12, 32, 32
 
@@ -48,10 +49,12 @@ def _hand_written(model, batches, training: Training) -> float:
 
 
 def _harness(task, model, strategy, batches, val, training: Training) -> float:
+    setup = resolve_device("cpu", False)
+    context = TrainingContext(task, setup.device, len(batches), len(batches))
     groups = strategy.prepare(model)
-    outcome = fit(model, task, strategy, groups, batches, val, training, resolve_device("cpu", False),
-                  "top1", 5, Observer())  # fmt: skip
-    return outcome.train_seconds
+    loop = TrainingLoop(model, task, strategy, groups, {"train": batches, "val": val}, training, setup,
+                        "top1", 5, Observer(), context)  # fmt: skip
+    return loop.run().train_seconds
 
 
 def test_training_loop_overhead(benchmark) -> None:

@@ -8,6 +8,7 @@ from harness.components import (
     BackboneModule,
     Dataset,
     Executor,
+    Logger,
     NamedWeights,
     NoOptions,
     Options,
@@ -30,6 +31,8 @@ __all__ = [
     "Dataset",
     "Diverged",
     "Executor",
+    "FitOutcome",
+    "Logger",
     "NamedWeights",
     "NoOptions",
     "Options",
@@ -42,6 +45,7 @@ __all__ = [
     "TaskModel",
     "TeacherRef",
     "TrainingContext",
+    "TrainingLoop",
     "Unsupported",
     "hookimpl",
     "load_results",
@@ -60,6 +64,10 @@ def __getattr__(name: str) -> object:
         from harness.suite import load_suite
 
         return load_suite
+    if name in ("TrainingLoop", "FitOutcome"):
+        import harness.training
+
+        return getattr(harness.training, name)
     if name == "run_suite":
         from harness.runner import run_suite
 

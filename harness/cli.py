@@ -579,16 +579,17 @@ def compare(
 
 
 def plugins() -> None:
-    """List every registered component and the package that provides it."""
+    """List every registered component, the package that provides it and that package's version."""
     from harness.registry import default_registry
 
     registry = default_registry()
     table = Table(title="bench plugins", title_justify="left")
-    for column in ("kind", "name", "provided by", "what"):
+    for column in ("kind", "name", "provided by", "version", "what"):
         table.add_column(column)
     for entry in registry.all():
         doc = (entry.cls.__doc__ or "").strip().splitlines()
-        table.add_row(entry.kind, entry.name, entry.provider, doc[0] if doc else "")
+        release = f"{entry.distribution} {entry.version}" if entry.distribution else "-"
+        table.add_row(entry.kind, entry.name, entry.provider, release, doc[0] if doc else "")
     stdout.print(table)
 
 

@@ -322,6 +322,8 @@ class TrainingContext:
     num_classes: int = 0
     #: runs a block under the cell's mixed precision (a no-op on the CPU)
     autocast: Any = None
+    #: the dataset component the loaders read (e.g. whether its training split is deterministic)
+    dataset: Dataset | None = None
     #: what the strategy wants recorded with the result, e.g. {"feature_cache": "used"}
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -333,6 +335,7 @@ class Strategy(Component):
     Every callback receives the model and its counter positionally; anything else (`context`,
     `batch`, `outputs`, `optimizer`, `backbone`, ...) only when its signature names it, so a
     callback asks for what it uses and strategies written for fewer arguments keep working.
+    (The `*args, **kwargs` below only let an override name any of them; nothing is passed there.)
     """
 
     Options: ClassVar[type[BaseModel]] = StrategyOptions
@@ -346,7 +349,7 @@ class Strategy(Component):
     #: the same context as the callbacks' `context` argument (kept for strategies written before it)
     context: TrainingContext | None = None
 
-    def check(self, task_kind: str) -> str | None:
+    def check(self, task_kind: str, *args: Any, **kwargs: Any) -> str | None:
         """Why this strategy cannot run on `task_kind` (may also ask for `backbone`: the Backbone
         component, and `task`: the Task), or None when it can. Called when the suite is planned."""
         return None
@@ -356,7 +359,7 @@ class Strategy(Component):
         return None
 
     @abstractmethod
-    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+    def prepare(self, model: TaskModel, *args: Any, **kwargs: Any) -> list[ParamGroup]:
         """Set `requires_grad` (and wrap modules if need be); return the optimizer's parameter groups.
         May ask for `context`."""
         ...
@@ -375,26 +378,26 @@ class Strategy(Component):
         linear probe trains its head on stored features). Must return `loop.run(...)`'s outcome."""
         return loop.run()
 
-    def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
+    def on_epoch_start(self, model: TaskModel, epoch: int, *args: Any, **kwargs: Any) -> None:
         """Before each epoch (0-based), before `model.train()`. May ask for `context`."""
 
-    def on_step_start(self, model: TaskModel, step: int) -> None:
+    def on_step_start(self, model: TaskModel, step: int, *args: Any, **kwargs: Any) -> None:
         """Before each optimizer step (0-based, counted over the whole run). May ask for `context`."""
 
-    def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
+    def extra_loss(self, model: TaskModel, *args: Any, **kwargs: Any) -> torch.Tensor | None:
         """A term added to the task loss of the step, or None. May ask for `batch` (on the device),
         `outputs` (the task's outputs for it, see `Task.loss_and_outputs`) and `context`."""
         return None
 
-    def on_step_end(self, model: TaskModel, step: int) -> None:
+    def on_step_end(self, model: TaskModel, step: int, *args: Any, **kwargs: Any) -> None:
         """After the optimizer and schedule stepped (gradients still there). May ask for
         `optimizer`, `loss` (the step's loss, a tensor) and `context`."""
 
-    def on_epoch_end(self, model: TaskModel, epoch: int) -> None:
+    def on_epoch_end(self, model: TaskModel, epoch: int, *args: Any, **kwargs: Any) -> None:
         """After the epoch's last step, before its validation; model in train mode. May ask for
         `train_loss` and `context`."""
 
-    def on_train_end(self, model: TaskModel) -> TaskModel | None:
+    def on_train_end(self, model: TaskModel, *args: Any, **kwargs: Any) -> TaskModel | None:
         """After the last step, before the final validation and the test split: return the model to
         evaluate (e.g. an average of weights), or None for `model` itself (whose weights it may change
         in place). May ask for `context`."""
@@ -418,6 +421,9 @@ class Logger(Component):
     def available(self) -> str | None:
         """Why this logger cannot run here (its extra is not installed), or None."""
         return None
+
+    def close(self) -> None:
+        """The run is over, finished or interrupted: flush and close what is open."""
 
 
 # --- executors and reporters ---------------------------------------------------------------

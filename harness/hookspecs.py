@@ -91,7 +91,7 @@ def bench_step(cell: Cell, slot: int, step: int, steps: int, loss: float, lr: fl
 
 @hookspec
 def bench_epoch_finished(
-    cell: Cell, slot: int, epoch: int, step: int, train_loss: float, val: dict[str, float | None]
+    cell: Cell, slot: int, epoch: int, step: int, train_loss: float | None, val: dict[str, float | None]
 ) -> None:
     """Epoch `epoch` ended at step `step`: its mean training loss and the validation metrics."""
 

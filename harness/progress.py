@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -62,6 +63,18 @@ class HookRelay(Observer):
     def __init__(self, hook: Any, also: Observer | None = None) -> None:
         self.hook, self.also = hook, also
         self.views: dict[int, _SlotRelay] = {}
+        self.failed: set[str] = set()
+
+    def emit(self, name: str, **arguments: Any) -> None:
+        """Call hook `name`; a failing implementation (a logger's bug) is reported once, never fails a cell."""
+        try:
+            getattr(self.hook, name)(**arguments)
+        except Exception as exc:
+            if name in self.failed:
+                return
+            self.failed.add(name)
+            text = f"a plugin failed in {name} ({type(exc).__name__}: {exc}); the run goes on, results are kept"
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
 
     def slot(self, index: int) -> Observer:
         if index not in self.views:
@@ -81,7 +94,7 @@ class HookRelay(Observer):
         self.slot(0).epoch_finished(epoch, val, **info)
 
     def message(self, text: str) -> None:
-        self.hook.bench_message(text=text)
+        self.emit("bench_message", text=text)
         if self.also is not None:
             self.also.message(text)
 
@@ -91,26 +104,26 @@ class _SlotRelay(Observer):
 
     def __init__(self, relay: HookRelay, index: int) -> None:
         self.relay, self.index = relay, index
-        self.hook = relay.hook
+        self.emit = relay.emit
         self.cell: Cell | None = None
         self.also = relay.also.slot(index) if relay.also is not None else None
 
     def cell_started(self, cell: Cell, epochs: int) -> None:
         self.cell = cell
-        self.hook.bench_cell_started(cell=cell, slot=self.index, epochs=epochs)
+        self.emit("bench_cell_started", cell=cell, slot=self.index, epochs=epochs)
         if self.also is not None:
             self.also.cell_started(cell, epochs)
 
     def epoch_started(self, epoch: int, steps: int, *, epochs: int = 0) -> None:
-        self.hook.bench_epoch_started(cell=self.cell, slot=self.index, epoch=epoch, steps=steps, epochs=epochs)
+        self.emit("bench_epoch_started", cell=self.cell, slot=self.index, epoch=epoch, steps=steps, epochs=epochs)
         if self.also is not None:
             self.also.epoch_started(epoch, steps, epochs=epochs)
 
     def step(
         self, loss: float, steps: int = 1, *, step: int = 0, lr: float = 0.0, samples_per_second: float = 0.0
     ) -> None:
-        self.hook.bench_step(
-            cell=self.cell, slot=self.index, step=step, steps=steps, loss=loss, lr=lr,
+        self.emit(
+            "bench_step", cell=self.cell, slot=self.index, step=step, steps=steps, loss=loss, lr=lr,
             samples_per_second=samples_per_second,
         )  # fmt: skip
         if self.also is not None:
@@ -119,8 +132,14 @@ class _SlotRelay(Observer):
     def epoch_finished(
         self, epoch: int, val: dict[str, float | None], *, train_loss: float | None = None, step: int = 0
     ) -> None:
-        self.hook.bench_epoch_finished(
-            cell=self.cell, slot=self.index, epoch=epoch, step=step, train_loss=train_loss, val=val
+        self.emit(
+            "bench_epoch_finished",
+            cell=self.cell,
+            slot=self.index,
+            epoch=epoch,
+            step=step,
+            train_loss=train_loss,
+            val=val,
         )
         if self.also is not None:
             self.also.epoch_finished(epoch, val, train_loss=train_loss, step=step)

@@ -13,7 +13,8 @@ import importlib
 import os
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
 from types import ModuleType
 from typing import Any
 
@@ -68,12 +69,19 @@ HOOK_OF_KIND = {
 
 @dataclass(frozen=True)
 class Registered:
-    """One component and the package that provides it."""
+    """One component and the package that provides it (its distribution and version when installed)."""
 
     kind: str
     name: str
     cls: type[Component]
     provider: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def identity(self) -> dict[str, str | None]:
+        """What a cell's provenance records of the component."""
+        release = {"distribution": self.distribution, "version": self.version}
+        return {"name": self.name, "provider": self.provider, **release}
 
 
 class Registry:
@@ -158,7 +166,8 @@ class Registry:
                         raise PluginError(
                             f"{kind} {cls.name!r} is provided twice: by {known.provider} and by {provider}"
                         )
-                    self.components[kind][cls.name] = Registered(kind, cls.name, cls, provider)
+                    distribution, release = _distribution_of(cls, impl.plugin)
+                    self.components[kind][cls.name] = Registered(kind, cls.name, cls, provider, distribution, release)
 
     def get(self, kind: str, name: str) -> type[Component]:
         found = self.components[kind].get(name)
@@ -203,6 +212,22 @@ def registry_for(plugins: tuple[PluginRef, ...], entry_points: bool) -> Registry
     if key not in _rebuilt:
         _rebuilt[key] = Registry([(ref.load(), ref.provider) for ref in plugins], entry_points=entry_points)
     return _rebuilt[key]
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return dict(packages_distributions())
+
+
+def _distribution_of(cls: type, plugin: object) -> tuple[str | None, str | None]:
+    """The installed distribution whose top-level package holds `cls` (or else `plugin`), and its version."""
+    for module in (cls.__module__, getattr(plugin, "__name__", type(plugin).__module__)):
+        for name in _distributions().get(module.split(".")[0], []):
+            try:
+                return name, version(name)
+            except PackageNotFoundError:
+                continue
+    return None, None
 
 
 def _plugin_name(plugin: object) -> str:

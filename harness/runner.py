@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 import traceback
@@ -110,6 +111,16 @@ def _train(
     _load_weights(backbone_plugin, backbone, settings["backbone"]["weights"], store)
     model = task.build_model(backbone, len(classes)).to(setup.device)
     strategy = registry.create("strategy", settings["strategy"]["name"], settings["strategy"]["options"])
+    # which release of which package provided each component: a new release may change what a cell does
+    result.provenance["plugins"] = {
+        kind: registry.components[kind][name].identity()
+        for kind, name in (
+            ("task", kind),
+            ("dataset", data_spec["name"]),
+            ("backbone", settings["backbone"]["name"]),
+            ("strategy", settings["strategy"]["name"]),
+        )
+    }
 
     workers = training.num_workers
     train_loader = make_loader(
@@ -135,6 +146,7 @@ def _train(
         train_loader=train_loader,
         num_classes=len(classes),
         autocast=setup.autocast,
+        dataset=dataset,
     )
     strategy.context = context
     groups = call(strategy.prepare, model, context=context)
@@ -195,7 +207,8 @@ def _teacher(
         registry.create("backbone", spec["name"], spec.get("options")).build(task.output_stride()), num_classes
     )
     if wrapping is not None:  # the teacher's strategy may have wrapped modules (LoRA): wrap the same way
-        registry.create("strategy", wrapping["name"], wrapping["options"]).prepare(teacher)
+        wrapper = registry.create("strategy", wrapping["name"], wrapping["options"])
+        call(wrapper.prepare, teacher, context=TrainingContext(task, device, 0, 0, num_classes=num_classes))
     try:
         teacher.load_state_dict(read_checkpoint(path))
     except RuntimeError as exc:
@@ -396,10 +409,9 @@ def run_suite(
             summary.stopped = f"{why}; stopped before running anything"
             return summary
         observer.message(f"{why}; nothing to run, so nothing is lost")
-    hook = registry.pm.hook
     loggers = _start_loggers(suite, registry, store.root)
     try:
-        hook.bench_run_started(suite=suite, cells=cells, done=summary.reused)
+        observer.emit("bench_run_started", suite=suite, cells=cells, done=summary.reused)
 
         def on_outcome(job: Job, outcome: JobOutcome) -> None:
             result = outcome.result
@@ -412,7 +424,7 @@ def run_suite(
                     summary.per_slot[outcome.slot] += 1
                 else:
                     summary.elsewhere += 1
-            hook.bench_cell_finished(cell=job.cell, result=result, slot=outcome.slot)
+            observer.emit("bench_cell_finished", cell=job.cell, result=result, slot=outcome.slot)
 
         scheduler = Scheduler(jobs, executor, store, lambda job: None, on_outcome)
         try:
@@ -426,9 +438,11 @@ def run_suite(
             summary.stopped = f"{scheduler.stopped}; stopped, {kept} finished cells are kept"
         if jobs and summary.stopped is None:
             _finish_manifest(store, run, observer)
-        hook.bench_run_finished(suite=suite, summary=summary)
+        observer.emit("bench_run_finished", suite=suite, summary=summary)
     finally:
-        for logger in loggers:
+        for logger in loggers:  # also after an interruption: a logger's files and runs are closed
+            with contextlib.suppress(Exception):
+                logger.close()
             registry.pm.unregister(logger)
     return summary
 

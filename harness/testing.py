@@ -24,7 +24,7 @@ from harness.devices import resolve_device
 from harness.progress import Observer
 from harness.registry import Registry
 from harness.suite import Training
-from harness.training import FitOutcome, TrainingLoop, make_loader, seed_everything
+from harness.training import FitOutcome, TrainingLoop, make_loader, seed_everything, step_budget
 
 #: Faster R-CNN small enough for a test: 32 px images, few proposals
 TINY_DETECTION: dict[str, Any] = {
@@ -109,15 +109,18 @@ def train_briefly(
         for split in ("train", "val", "test")
     }
     classes = len(dataset.class_names(kind))
+    total, epochs = step_budget(settings, len(loaders["train"]))
     context = TrainingContext(
         task,
         setup.device,
         len(loaders["train"]),
-        steps,
+        total,
         teacher,
+        epochs=epochs,
         train_loader=loaders["train"],
         num_classes=classes,
         autocast=setup.autocast,
+        dataset=dataset,
     )
     strategy.context = context
     groups = call(strategy.prepare, model, context=context)

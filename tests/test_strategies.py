@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from bench_plugins.strategies.distill import feature_mse, pixel_kl, soft_label_kl
 
 from harness.freezing import NORM_TYPES
 from harness.registry import Registry
@@ -202,8 +203,19 @@ def test_distill_trains_everything_and_learns_from_the_teacher(registry, kind: s
     images, target = task.collate([dataset.load(kind, "train")[i] for i in range(2)])
     run.model.train()
     strategy.train_mode(run.model)
-    task.loss(run.model, (images, target))
-    assert strategy.extra_loss(run.model).item() > 0
+    batch = (images, target)
+    _, outputs = task.loss_and_outputs(run.model, batch)
+    extra = strategy.extra_loss(run.model, batch, outputs, strategy.context)
+    with torch.no_grad():
+        if kind == "detection":
+            expected = feature_mse(outputs["features"], teacher.features(images))
+        elif kind == "segmentation":
+            expected = pixel_kl(outputs, teacher(images), 4.0)
+        else:
+            expected = soft_label_kl(outputs, teacher(images), 4.0)
+    assert extra.item() > 0
+    assert extra.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert extra.requires_grad  # the student learns from it
 
 
 def test_distill_without_a_teacher_says_so(registry) -> None:

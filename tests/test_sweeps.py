@@ -41,7 +41,9 @@ def test_lists_of_training_settings_and_options_multiply_the_cells(tmp_path: Pat
     assert [c.settings["training"]["lr"] for c in cells[:2]] == [0.001, 0.01]
     lora = cells[5]
     assert lora.settings["training"]["epochs"] == 2
-    assert lora.settings["strategy"]["options"] == {"rank": 4, "layers": ["conv"]}  # a list option is not a sweep
+    options = lora.settings["strategy"]["options"]
+    assert (options["rank"], options["layers"]) == (4, ["conv"])  # a list option is not a sweep
+    assert options["alpha"] is not None  # every option is in the settings, defaults resolved
     assert len({c.key for c in cells}) == len(cells)
 
 

@@ -18,9 +18,8 @@ from typing import Annotated, Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TeacherRef, hookimpl
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TeacherRef, TrainingContext, hookimpl
 from harness.freezing import backbone_and_head_groups, set_trainable
 
 
@@ -50,11 +49,11 @@ def feature_mse(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch
     return torch.stack(losses).mean()
 
 
-#: per task kind: the module whose output is distilled, and the loss between the two outputs
+#: the task kinds with a distillation loss: what of the task's outputs is distilled
 DISTILLED = {
-    "classification": "head",
-    "segmentation": "head",
-    "detection": "head.fpn",
+    "classification": "logits",
+    "segmentation": "per-pixel logits",
+    "detection": "FPN features",
 }
 
 
@@ -67,10 +66,6 @@ class DistillOptions(StrategyOptions):
     teacher_checkpoint: str | None = None
     temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
     weight: Annotated[float, Field(ge=0)] = 1.0
-
-
-class _Stop(Exception):
-    """Ends the teacher's forward pass once the distilled output exists."""
 
 
 class Distill(Strategy):
@@ -89,47 +84,25 @@ class Distill(Strategy):
         o = self.options
         return TeacherRef(o.teacher_backbone, o.teacher_strategy, o.teacher_checkpoint)
 
-    def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        if self.context is None or self.context.teacher is None:
+    def prepare(self, model: TaskModel, context: TrainingContext) -> list[ParamGroup]:
+        if context.teacher is None:
             raise ValueError("distill needs a teacher model")
-        self.kind = self.context.task.name
-        self.teacher_model = self.context.teacher
-        self.inputs: Any = None
-        self.student_out: Any = None
-        self.teacher_out: Any = None
-        model.register_forward_pre_hook(self._keep_inputs)
-        model.get_submodule(DISTILLED[self.kind]).register_forward_hook(self._keep_student)
-        self.teacher_model.get_submodule(DISTILLED[self.kind]).register_forward_hook(self._keep_teacher)
         set_trainable(model, True)
         return backbone_and_head_groups(model)
 
-    def _keep_inputs(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self.inputs = args[0]
-
-    def _keep_student(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        self.student_out = output
-
-    def _keep_teacher(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        self.teacher_out = output
-        raise _Stop
-
-    def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
-        if self.inputs is None or self.student_out is None:
-            return None
-        try:
-            with torch.no_grad():
-                self.teacher_model(self.inputs)
-        except _Stop:
-            pass
-        student, teacher = self.student_out, self.teacher_out
-        self.inputs = self.student_out = self.teacher_out = None
-        temperature = self.options.temperature
-        if self.kind == "classification":
-            loss = soft_label_kl(student, teacher, temperature)
-        elif self.kind == "segmentation":
-            loss = pixel_kl(student, teacher, temperature)
+    def extra_loss(self, model: TaskModel, batch: Any, outputs: Any, context: TrainingContext) -> torch.Tensor:
+        """The teacher sees the step's images; its outputs are compared with the student's."""
+        teacher, images, temperature = context.teacher, batch[0], self.options.temperature
+        assert teacher is not None
+        kind = context.task.name
+        with torch.no_grad():
+            target = teacher.features(images) if kind == "detection" else teacher(images)  # type: ignore[operator]
+        if kind == "detection":
+            loss = feature_mse(outputs["features"], target)
+        elif kind == "segmentation":
+            loss = pixel_kl(outputs, target, temperature)
         else:
-            loss = feature_mse(student, teacher)
+            loss = soft_label_kl(outputs, target, temperature)
         return self.options.weight * loss
 
 

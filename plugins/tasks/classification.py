@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from harness import BackboneModule, Options, Task, TaskModel, hookimpl
+from harness.feature_cache import HeadOnly
 
 
 class ClassificationModel(TaskModel):
@@ -46,8 +47,25 @@ class Classification(StackedBatchesTask):
         return ClassificationModel(backbone, num_classes)
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        return self.loss_and_outputs(model, batch)[0]
+
+    def loss_and_outputs(self, model: TaskModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy and the logits."""
         images, labels = batch
-        return F.cross_entropy(model(images), labels, label_smoothing=self.options.label_smoothing)
+        logits = model(images)
+        return F.cross_entropy(logits, labels, label_smoothing=self.options.label_smoothing), logits
+
+    def feature_cache_problem(self) -> str | None:
+        return None
+
+    def head_samples(self, model: TaskModel, batch: Any) -> list[Any]:
+        """The last stage's feature map of each image (the head pools it), with its label."""
+        images, labels = batch
+        features = model.backbone(model.normalize(images))[-1]  # type: ignore[operator]
+        return list(zip(features.unbind(0), labels.unbind(0), strict=True))
+
+    def head_model(self, model: TaskModel) -> TaskModel:
+        return HeadOnly(model, model.head)
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         ks = [int(name.removeprefix("top")) for name in self.reported_metrics(num_classes)]

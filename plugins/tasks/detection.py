@@ -118,17 +118,33 @@ class DetectionModel(TaskModel):
             }
         )
 
-    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
-        """Training: the dict of losses. Evaluation: one dict of boxes, scores, labels per image."""
+    def forward(
+        self,
+        images: list[torch.Tensor],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+        *,
+        with_features: bool = False,
+    ) -> Any:
+        """Training: the dict of losses. Evaluation: one dict of boxes, scores, labels per image.
+        `with_features`: also the FPN's feature maps, as (that, features)."""
         original_sizes = [tuple(img.shape[-2:]) for img in images]
         batch, targets = self.transform(images, targets)
-        stages = self.backbone(batch.tensors)[-len(self.levels) :]
-        features = self.head["fpn"](OrderedDict(zip(self.levels, stages, strict=True)))
+        features = self._pyramid(batch.tensors)
         proposals, rpn_losses = self.head["rpn"](batch, features, targets)
         detections, roi_losses = self.head["roi_heads"](features, proposals, batch.image_sizes, targets)
         if self.training:
-            return {**rpn_losses, **roi_losses}
-        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+            out = {**rpn_losses, **roi_losses}
+        else:
+            out = self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+        return (out, features) if with_features else out
+
+    def features(self, images: list[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+        """The FPN's feature maps of `images` (resized and normalised as `forward` does), nothing after."""
+        return self._pyramid(self.transform(images)[0].tensors)
+
+    def _pyramid(self, tensors: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        stages = self.backbone(tensors)[-len(self.levels) :]
+        return self.head["fpn"](OrderedDict(zip(self.levels, stages, strict=True)))
 
 
 Targets = list[dict[str, torch.Tensor]]
@@ -184,12 +200,24 @@ class Detection(Task):
         return len(batch[0])
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
-        """Crowd / difficult boxes are not trained on (they only excuse detections in evaluation)."""
+        return self.loss_and_outputs(model, batch)[0]
+
+    def loss_and_outputs(self, model: TaskModel, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The summed Faster R-CNN losses, and `{"losses": each of them, "features": the FPN maps}`.
+
+        Crowd / difficult boxes are not trained on (they only excuse detections in evaluation).
+        """
         images, targets = batch
         kept = [t["iscrowd"] == 0 for t in targets]
         targets = [{"boxes": t["boxes"][k], "labels": t["labels"][k]} for t, k in zip(targets, kept, strict=True)]
-        losses = model(images, targets)
-        return torch.stack(list(losses.values())).sum()
+        losses, features = model(images, targets, with_features=True)
+        return torch.stack(list(losses.values())).sum(), {"losses": losses, "features": features}
+
+    def feature_cache_problem(self) -> str | None:
+        return (
+            "Faster R-CNN resizes each image inside the model and its FPN (a new part) reads several stages, "
+            "so the cache would hold every stage's maps per image; not implemented"
+        )
 
     def reported_metrics(self, num_classes: int | None = None) -> tuple[str, ...]:
         """The devkit's AP only under its `metric_protocol`."""

@@ -67,8 +67,16 @@ class Segmentation(StackedBatchesTask):
         return SegmentationModel(backbone, num_classes)
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        return self.loss_and_outputs(model, batch)[0]
+
+    def loss_and_outputs(self, model: TaskModel, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel cross-entropy (void pixels ignored) and the logits at image size."""
         images, masks = batch
-        return F.cross_entropy(model(images), masks, ignore_index=VOID)
+        logits = model(images)
+        return F.cross_entropy(logits, masks, ignore_index=VOID), logits
+
+    def feature_cache_problem(self) -> str | None:
+        return "DeepLabV3 upsamples the head's logits to the input image's size, which cached features do not carry"
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         miou = MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID)
