@@ -27,14 +27,21 @@ CATALOGUE = [
     {"name": "lora", "options": {"rank": 2, "alpha": 4}},
     {"name": "l2sp"},
     {"name": "distill", "options": {"teacher_backbone": "resnet18", "teacher_strategy": "full"}},
+    {"name": "wise_ft"},
+    {"name": "ema", "options": {"decay": 0.9}},
+    {"name": "swa", "options": {"start": 0.5}},
+    {"name": "lp_ft", "training": {"epochs": 2, "max_steps": 4}},  # one probe epoch, one fine-tuning epoch
 ]
+
+
+DISTILL = next(spec for spec in CATALOGUE if spec["name"] == "distill")
 
 
 def _expected_trainable(registry: Registry, kind: str, spec: dict) -> int:
     """What the strategy promises to train on a fresh model (gradual unfreezing: new parts + last stage)."""
     _, model, _ = tiny_model(kind)
     strategy = registry.create("strategy", spec["name"], spec.get("options", {}))
-    if spec["name"] == "distill":
+    if spec["name"] in ("distill", "lp_ft"):  # lp_ft: everything trains after the probe epoch
         return sum(p.numel() for p in model.parameters())
     strategy.prepare(model)
     if spec["name"] == "gradual_unfreeze":
@@ -96,11 +103,11 @@ def test_rerun_recomputes_nothing(registry, catalogue_run) -> None:
 
 
 def test_a_student_without_its_teacher_is_skipped_with_the_reason(tmp_path: Path, registry) -> None:
-    strategies = [{"name": "full", "training": {"lr": [0.1, 0.01]}}, CATALOGUE[-1]]
+    strategies = [{"name": "full", "training": {"lr": [0.1, 0.01]}}, DISTILL]
     suite = parse_suite(tiny_suite(tmp_path, strategies=strategies), "s.toml", registry)
     reasons = {c.skip_reason for c in plan_cells(suite, registry) if c.strategy == "distill"}
     assert reasons == {"teacher resnet18 / full has 2 settings (a teacher needs one)"}
-    excluded = tiny_suite(tmp_path, strategies=[{"name": "full"}, CATALOGUE[-1]], exclude=[{"strategy": "full"}])
+    excluded = tiny_suite(tmp_path, strategies=[{"name": "full"}, DISTILL], exclude=[{"strategy": "full"}])
     reasons = {c.skip_reason for c in plan_cells(parse_suite(excluded, "s.toml", registry), registry)}
     assert reasons == {"teacher resnet18 / full is excluded"}
 
