@@ -59,6 +59,8 @@ BUILTIN_PLUGINS = (
     "bench_plugins.reporters.tables",
     "bench_plugins.reporters.html",
     "bench_plugins.reporters.latex",
+    "bench_plugins.loggers.tensorboard_logger",
+    "bench_plugins.loggers.mlflow_logger",
 )
 HOOK_OF_KIND = {
     "backbone": "bench_backbones",

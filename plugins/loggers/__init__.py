@@ -1,0 +1,1 @@
+"""Built-in run loggers: TensorBoard and MLflow, each an optional extra."""
