@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.store import planned_results
 from tests.conftest import tiny_dataset, to_toml
 
 ROOT = Path(__file__).parents[1]
-EXAMPLE = ROOT / "examples" / "bench-lp-ft"
+EXAMPLE = ROOT / "examples" / "bench-surgical"
 
 
 def _pip_install(package: Path, target: Path) -> None:
@@ -56,14 +57,14 @@ def broken(tmp_path_factory) -> Path:
 
 def _suite(tmp_path: Path) -> Path:
     suite = {
-        "name": "lp-ft",
+        "name": "surgical",
         "output": str(tmp_path / "results"),
         "device": "cpu",
         "baseline": "full",
         "training": {"epochs": 2, "max_steps": 4, "batch_size": 8, "optimizer": "adamw", "lr": 1e-3, "threads": 2},
         "tasks": [{"name": "cls", "kind": "classification", "dataset": tiny_dataset()}],
         "backbones": [{"name": "resnet18"}],
-        "strategies": [{"name": "full"}, {"name": "lp_ft", "options": {"probe_epochs": 1}}],
+        "strategies": [{"name": "full"}, {"name": "surgical", "options": {"stage": -1}}],
     }
     path = tmp_path / "suite.toml"
     path.write_text(to_toml(suite))
@@ -73,8 +74,8 @@ def _suite(tmp_path: Path) -> Path:
 def test_installed_plugin_is_listed_with_its_package(installed: Path, tmp_path: Path) -> None:
     result = _bench(["plugins"], [installed], tmp_path)
     assert result.returncode == 0, result.stderr
-    line = next(line for line in result.stdout.splitlines() if "lp_ft" in line)
-    assert "bench-lp-ft" in line and "strategy" in line
+    line = next(line for line in result.stdout.splitlines() if "surgical" in line)
+    assert "bench-surgical" in line and "strategy" in line
 
 
 def test_installed_plugin_runs_in_a_suite_and_reaches_the_report(installed: Path, tmp_path: Path) -> None:
@@ -84,7 +85,9 @@ def test_installed_plugin_runs_in_a_suite_and_reaches_the_report(installed: Path
     report = _bench(["report", str(tmp_path / "results"), "--format", "csv"], [installed], tmp_path)
     frame = pd.read_csv(io.StringIO(report.stdout))
     strategies = dict(zip(frame["strategy"], frame["status"], strict=True))
-    assert strategies == {"full": "ok", "lp_ft": "ok"}
+    assert strategies == {"full": "ok", "surgical": "ok"}
+    notes = {r.strategy: r.notes for r in planned_results(tmp_path / "results")}
+    assert notes["surgical"]["stage"] == 4  # stage -1 of resnet18's 5, recorded from prepare's context
 
 
 def test_example_package_tests_pass_with_the_project_test_helpers(installed: Path) -> None:
@@ -92,7 +95,7 @@ def test_example_package_tests_pass_with_the_project_test_helpers(installed: Pat
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")]
     result = subprocess.run(command, cwd=EXAMPLE, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 
 def test_a_broken_plugin_warns_naming_its_package_and_the_rest_works(
@@ -102,13 +105,13 @@ def test_a_broken_plugin_warns_naming_its_package_and_the_rest_works(
     assert result.returncode == 0
     assert result.stderr.startswith("warning: plugin 'broken' from package 'bench-broken' failed to load")
     assert "No module named 'no_such_module_anywhere'" in result.stderr
-    assert "lp_ft" in result.stdout and "linear_probe" in result.stdout
+    assert "surgical" in result.stdout and "linear_probe" in result.stdout
 
 
 def test_a_suite_that_needs_a_missing_plugin_fails_clearly(broken: Path, tmp_path: Path) -> None:
     result = _bench(["run", str(_suite(tmp_path)), "--quiet"], [broken], tmp_path)
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    assert "strategies[1].name: unknown strategy 'lp_ft'; allowed:" in message
+    assert "strategies[1].name: unknown strategy 'surgical'; allowed:" in message
     assert "bench-broken" in message
     assert "Traceback" not in result.stderr
