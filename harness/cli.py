@@ -584,8 +584,9 @@ def plugins() -> None:
 
     registry = default_registry()
     table = Table(title="bench plugins", title_justify="left")
-    for column in ("kind", "name", "provided by", "version", "what"):
-        table.add_column(column)
+    for column in ("kind", "name", "provided by", "version"):
+        table.add_column(column, no_wrap=True)  # whole words, so `bench plugins | grep NAME` finds them
+    table.add_column("what")
     for entry in registry.all():
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         release = f"{entry.distribution} {entry.version}" if entry.distribution else "-"

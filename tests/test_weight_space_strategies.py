@@ -20,7 +20,7 @@ from bench_plugins.strategies.wise_ft import WiseFT
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from harness import TaskModel
+from harness import TaskModel, TrainingContext
 from harness.devices import resolve_device
 from harness.testing import KINDS, tiny_model, train_briefly
 from harness.training import lr_factor, make_loader
@@ -332,8 +332,8 @@ def test_swa_options_are_checked() -> None:
 
 
 class RecordingLPFT(LPFT):
-    def prepare(self, model: TaskModel) -> list:
-        groups = super().prepare(model)
+    def prepare(self, model: TaskModel, context: TrainingContext) -> list:
+        groups = super().prepare(model, context)
         self.start = state(model)
         self.epoch_ends: dict[int, State] = {}
         self.trainable: dict[int, bool] = {}
@@ -365,10 +365,9 @@ def test_lp_ft_probes_with_a_fixed_backbone_then_fine_tunes_everything(kind: str
 def test_lp_ft_needs_an_epoch_after_the_probe() -> None:
     _, model, _ = tiny_model("classification")
     strategy = LPFT({"probe_epochs": 2})
-    strategy.prepare(model)
     with pytest.raises(ValueError, match="probe_epochs = 2 leaves no epoch to fine-tune in a run of 2 epochs"):
-        strategy.on_epoch_start(model, 0, SimpleNamespace(epochs=2))  # type: ignore[arg-type]
-    strategy.on_epoch_start(model, 0, SimpleNamespace(epochs=3))  # type: ignore[arg-type]
+        strategy.prepare(model, SimpleNamespace(epochs=2))  # type: ignore[arg-type]
+    strategy.prepare(model, SimpleNamespace(epochs=3))  # type: ignore[arg-type]
     assert not any(p.requires_grad for p in model.backbone.parameters())
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         LPFT({"probe_epochs": 0})

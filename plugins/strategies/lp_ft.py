@@ -34,19 +34,18 @@ class LPFT(Strategy):
     options: LPFTOptions
     default_batchnorm = "frozen_parts"  # the backbone's statistics stay fixed while it is frozen
 
-    def prepare(self, model: TaskModel) -> list[ParamGroup]:
+    def prepare(self, model: TaskModel, context: TrainingContext) -> list[ParamGroup]:
+        probe = self.options.probe_epochs
+        if probe >= context.epochs:
+            raise ValueError(
+                f"lp_ft: probe_epochs = {probe} leaves no epoch to fine-tune in a run of {context.epochs} epochs"
+            )
         set_trainable(model.backbone, False)
         set_trainable(model.head, True)
         return backbone_and_head_groups(model)
 
-    def on_epoch_start(self, model: TaskModel, epoch: int, context: TrainingContext | None = None) -> None:
-        probe = self.options.probe_epochs
-        context = context or self.context
-        if epoch == 0 and context is not None and context.epochs and probe >= context.epochs:
-            raise ValueError(
-                f"lp_ft: probe_epochs = {probe} leaves no epoch to fine-tune in a run of {context.epochs} epochs"
-            )
-        set_trainable(model.backbone, epoch >= probe)  # the loop applies the BatchNorm policy after this
+    def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
+        set_trainable(model.backbone, epoch >= self.options.probe_epochs)  # the loop applies the BatchNorm policy
 
 
 @hookimpl

@@ -87,23 +87,14 @@ class SWA(Strategy):
             for group in context.optimizer.param_groups:
                 group["lr"] = factor * group["initial_lr"]
 
-    def _context(self, context: TrainingContext | None) -> TrainingContext:
-        """The callback's `context` (the harness always gives it), or the one set on the strategy."""
-        context = context or self.context
-        if context is None:
-            raise RuntimeError("swa needs the training context")
-        return context
+    def on_step_start(self, model: TaskModel, step: int, context: TrainingContext) -> None:
+        self._set_lr(step, context)
 
-    def on_step_start(self, model: TaskModel, step: int, context: TrainingContext | None = None) -> None:
-        self._set_lr(step, self._context(context))
-
-    def on_step_end(self, model: TaskModel, step: int, context: TrainingContext | None = None) -> None:
-        context = self._context(context)
+    def on_step_end(self, model: TaskModel, step: int, context: TrainingContext) -> None:
         if step + 1 < context.total_steps:
             self._set_lr(step + 1, context)  # what the progress display and loggers show as the current rate
 
-    def on_epoch_end(self, model: TaskModel, epoch: int, context: TrainingContext | None = None) -> None:
-        context = self._context(context)
+    def on_epoch_end(self, model: TaskModel, epoch: int, context: TrainingContext) -> None:
         if epoch < start_epoch(self.options.start, context.epochs):
             return
         if self.average is None:
@@ -115,8 +106,7 @@ class SWA(Strategy):
         context.notes["swa_start_epoch"] = start_epoch(self.options.start, context.epochs)
         context.notes["swa_averaged_epochs"] = int(self.average.n_averaged)
 
-    def on_train_end(self, model: TaskModel, context: TrainingContext | None = None) -> TaskModel:
-        context = self._context(context)
+    def on_train_end(self, model: TaskModel, context: TrainingContext) -> TaskModel:
         if self.average is None:
             raise RuntimeError("swa: training ended before the first averaged epoch")
         module = self.average.module
