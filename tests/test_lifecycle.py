@@ -148,8 +148,17 @@ class Events:
         return [e for e in self.events if e[0] == name and (key is None or e[1] == key)]
 
 
-@pytest.mark.parametrize("executor", ["sequential", "processes"])
+EXECUTORS = {
+    "sequential": "sequential",
+    "processes": {"name": "processes", "options": {"slots": 2}},
+    "ray": {"name": "ray", "options": {"init": {"num_cpus": 2}}},
+}
+
+
+@pytest.mark.parametrize("executor", list(EXECUTORS))
 def test_run_events_reach_the_hooks_from_any_executor(tmp_path: Path, executor: str) -> None:
+    if executor == "ray":
+        pytest.importorskip("ray")
     registry = Registry([(lifecycle_plugins, "lifecycle-test")], entry_points=False)
     events = Events()
     registry.pm.register(events)
@@ -157,7 +166,7 @@ def test_run_events_reach_the_hooks_from_any_executor(tmp_path: Path, executor: 
         tmp_path,
         strategies=[{"name": "full"}, {"name": "linear_probe"}],
         training={"epochs": 2, "batch_size": 4, "optimizer": "sgd", "lr": 0.01, "schedule": "constant", "threads": 1},
-        executor={"name": executor, "options": {"slots": 2}} if executor == "processes" else executor,
+        executor=EXECUTORS[executor],
     )
     summary = run_suite(parse_suite(data, registry=registry), registry)
     assert summary.statuses == {"ok": 2}

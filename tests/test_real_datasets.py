@@ -264,9 +264,9 @@ def test_crowd_boxes_are_not_trained_on(registry) -> None:
     seen = []
 
     class Model(torch.nn.Module):
-        def forward(self, images, targets):
+        def forward(self, images, targets, with_features=False):
             seen.extend(targets)
-            return {"loss": torch.zeros(())}
+            return {"loss": torch.zeros(())}, {}
 
     target = {
         "boxes": torch.tensor([[0.0, 0, 4, 4], [1.0, 1, 5, 5]]),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from harness import hookimpl
 from harness import store as store_module
 from harness.cli import create_app
 from harness.progress import Observer
@@ -206,11 +207,17 @@ def test_run_reports_the_newer_cell_as_skipped_with_its_reason(tmp_path: Path, r
     store.cell_path(cell.key).write_text(json.dumps({**_result(cell.key).to_json(), "provenance2": {}}))
     reasons: list[str] = []
 
-    class Collect(Observer):
-        def cell_finished(self, result: CellResult) -> None:
+    class Collect:
+        @hookimpl
+        def bench_cell_finished(self, result: CellResult) -> None:
             reasons.append(f"{result.status}: {result.reason}")
 
-    summary = _run(data, registry, Collect())
+    collect = Collect()
+    registry.pm.register(collect)
+    try:
+        summary = _run(data, registry)
+    finally:
+        registry.pm.unregister(collect)
     assert summary.statuses == {"skipped": 1} and not summary.failed
     why = "written by a newer or other bench: unknown fields provenance2; not overwritten"
     assert reasons == [f"skipped: {store.cell_path(cell.key)}: {why}"]

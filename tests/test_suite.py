@@ -65,7 +65,7 @@ def _error(tmp_path: Path, write_suite, registry, **overrides) -> str:
     [
         (
             {"strategies__1__name": "lienar_probe"},
-            "strategies[1].name: unknown strategy 'lienar_probe'; allowed: bitfit, discriminative_lr, distill, full",
+            "strategies[1].name: unknown strategy 'lienar_probe'; allowed: bitfit, discriminative_lr, distill, ema",
         ),
         ({"backbones__0__name": "resnet999"}, "backbones[0].name: unknown backbone 'resnet999'; allowed:"),
         ({"tasks__0__kind": "captioning"}, "tasks[0].kind: unknown task 'captioning'; allowed: classification,"),

@@ -9,9 +9,11 @@ share, and would lose a finished cell if the driver died; the store stays the on
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import time
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -19,9 +21,12 @@ from pydantic import Field
 from harness import Executor, Options, hookimpl
 from harness.errors import BenchError
 from harness.job import Job, JobOutcome, crashed, run_job_safely
-from harness.progress import Observer
+from harness.progress import Forwarding, Observer, deliver
 from harness.registry import Registry
 from harness.store import Store
+
+#: seconds between two looks for progress events while waiting for tasks
+EVENT_INTERVAL = 0.2
 
 
 class RayOptions(Options):
@@ -40,9 +45,13 @@ class RayOptions(Options):
     )
 
 
-def _run_remote(job: Job) -> JobOutcome:
-    """What a Ray task runs: the same function as every other executor."""
-    return run_job_safely(job)
+def _run_remote(job: Job, events: Any = None, slot: int = 0) -> JobOutcome:
+    """What a Ray task runs: the same function as every other executor; its progress events go to
+    the driver through `events` (a Ray queue), as a worker process's go through its pipe."""
+    observer = None
+    if events is not None:
+        observer = Forwarding(lambda message: events.put_nowait((slot, message[1:])))
+    return run_job_safely(job, observer=observer)
 
 
 class Ray(Executor):
@@ -78,6 +87,10 @@ class Ray(Executor):
         room = resources.get("GPU", 0) / gpus if gpus else resources.get("CPU", 1) / self.cpus
         self.room = max(1, math.floor(room + 1e-9))
         self.remote = ray.remote(_run_remote).options(num_gpus=gpus, num_cpus=self.cpus, max_retries=0)
+        from ray.util.queue import Queue
+
+        # the epoch and step events of every task, for the progress display and the loggers
+        self.events = Queue(actor_options={"num_cpus": 0})
         self.in_flight: dict[Any, tuple[Job, int]] = {}
         self.free = list(range(self.room))
 
@@ -95,14 +108,33 @@ class Ray(Executor):
             device = "cuda"  # Ray gives the task its GPUs as CUDA_VISIBLE_DEVICES
         threads = max(1, int(self.cpus))
         slot = self.free.pop(0)
-        # Ray tasks send no epoch events: the slot's bar shows the cell while it runs
-        self.observer.slot(slot).cell_started(job.cell, job.cell.settings["training"]["epochs"])
-        self.in_flight[self.remote.remote(job.on(device, threads))] = (job, slot)
+        self.in_flight[self.remote.remote(job.on(device, threads), self.events, slot)] = (job, slot)
+
+    def _deliver_events(self) -> None:
+        """Replay the events the tasks sent since the last call, in order."""
+        from ray.util.queue import Empty
+
+        waiting = self.events.size()
+        if not waiting:
+            return
+        try:
+            for slot, event in self.events.get_nowait_batch(waiting):
+                deliver(self.observer, slot, event)
+        except Empty:
+            return
 
     def wait(self, timeout: float | None) -> list[JobOutcome]:
         if not self.in_flight:
             return []
-        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # short waits, so the events keep flowing while the cells train
+            self._deliver_events()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = EVENT_INTERVAL if left is None else min(EVENT_INTERVAL, left)
+            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=step)
+            if ready or (left is not None and left <= step):
+                break
+        self._deliver_events()  # a finished task's last events come before its outcome
         outcomes = []
         for ref in ready:
             job, slot = self.in_flight.pop(ref)
@@ -119,6 +151,10 @@ class Ray(Executor):
     def close(self) -> None:
         for ref in getattr(self, "in_flight", {}):
             self.ray.cancel(ref, force=True)
+        events = getattr(self, "events", None)
+        if events is not None:
+            with contextlib.suppress(Exception):  # the queue's actor; gone already with a local Ray
+                events.shutdown(force=True)
         if getattr(self, "started_here", False):
             self.ray.shutdown()
 
