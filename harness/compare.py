@@ -3,6 +3,10 @@
 Both runs go through `build_report` (every swept setting kept), so a cell here is the same
 task x backbone x strategy x setting over seeds as in the report, and the test is the report's:
 Welch's t-test on the per-seed values, with its interval for the difference.
+
+`--fail-on` turns the comparison into a gate (`gate`): `regression` fails on a cell whose metric
+dropped beyond noise, or that was ok in A and is not in B; `missing` fails on a cell of A that B
+lacks. Every bench metric is higher-is-better, so a drop is B's mean below A's.
 """
 
 from __future__ import annotations
@@ -10,8 +14,12 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import BenchError
@@ -21,6 +29,8 @@ from harness.stats import ALPHA, welch
 
 FORMATS = ("markdown", "csv", "json")
 KEYS = ["task", "backbone", "strategy", "setting"]
+#: what `bench compare --fail-on` may fail on
+FAIL_ON = ("regression", "missing")
 
 
 def _cells(path: str | Path, metric: str | None) -> pd.DataFrame:
@@ -106,3 +116,84 @@ def render_comparison(frame: pd.DataFrame, format: str) -> str:
         "intervals are 95% Student-t (means) and Welch (difference); speed is training samples/s of B over A."
     )
     return markdown_grid(header, rows) + "\n\n" + footer + "\n"
+
+
+def parse_fail_on(values: Sequence[str] | None) -> frozenset[str]:
+    """`--fail-on` values, repeated or comma-separated; a BenchError names an unknown one."""
+    chosen = [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+    for value in chosen:
+        if value not in FAIL_ON:
+            raise BenchError(f"--fail-on: unknown value {value!r}; allowed: {', '.join(FAIL_ON)}")
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A cell that fails the gate. `kind`: `drop` (beyond noise) or `not ok` (ok in A, not in B), which
+    `--fail-on regression` fails on, or `missing` (in A, not in B), which `--fail-on missing` fails on."""
+
+    kind: str
+    cell: str
+    detail: str
+
+    @property
+    def option(self) -> str:
+        return "missing" if self.kind == "missing" else "regression"
+
+    def line(self) -> str:
+        return f"{self.option}: {self.cell}: {self.detail}"
+
+
+def _label(row: dict[str, Any]) -> str:
+    strategy = row["strategy"] + (f" ({row['setting']})" if row["setting"] else "")
+    return f"{row['task']} / {row['backbone']} / {strategy}"
+
+
+def _ok_in_a_not_in_b(row: dict[str, Any]) -> bool:
+    """Every seed ok in A but not in B (one failed, diverged or was skipped), or an ok result in A and none in B."""
+    if row["status_a"] == "ok" and row["status_b"] != "ok":
+        return True
+    return bool(row["n_a"] > 0 and row["n_b"] == 0)
+
+
+def gate(frame: pd.DataFrame, fail_on: frozenset[str]) -> list[Failure]:
+    """The cells of a `compare_runs` frame that fail `--fail-on`, in its row order."""
+    found = []
+    for row in frame.to_dict("records"):
+        if row["verdict"] == "only in A":
+            if "missing" in fail_on:
+                found.append(Failure("missing", _label(row), "in A, not in B"))
+            continue
+        if "regression" not in fail_on or row["verdict"] == "only in B":
+            continue
+        significant = isinstance(row["significant"], bool | np.bool_) and bool(row["significant"])
+        if significant and row["verdict"] == "changed" and row["diff"] < 0:
+            detail = (
+                f"{row['metric']} {number(row['mean_a'])} -> {number(row['mean_b'])} "
+                f"({number(row['diff'], signed=True)} [{number(row['diff_ci_low'], signed=True)}, "
+                f"{number(row['diff_ci_high'], signed=True)}], p={row['p_value']:.2g} < {row['alpha']:g})"
+            )
+            found.append(Failure("drop", _label(row), detail))
+        elif _ok_in_a_not_in_b(row):
+            found.append(Failure("not ok", _label(row), f"ok in A, not in B ({row['status_b']})"))
+    return found
+
+
+def untested(frame: pd.DataFrame) -> int:
+    """Cells the t-test could not judge: fewer than two ok seeds on a side (but at least one on each)."""
+    return int((frame["verdict"] == "too few seeds to test").sum())
+
+
+def gate_summary(failures: list[Failure], alpha: float) -> str:
+    """One line: how many cells fail the gate, and which."""
+
+    def part(kind: str, one: str, many: str) -> str | None:
+        cells = [f.cell for f in failures if f.kind == kind]
+        return f"{len(cells)} {one if len(cells) == 1 else many}: {', '.join(cells)}" if cells else None
+
+    parts = [
+        part("drop", f"regression beyond noise (alpha {alpha:g})", f"regressions beyond noise (alpha {alpha:g})"),
+        part("not ok", "cell ok in A and not in B", "cells ok in A and not in B"),
+        part("missing", "cell of A missing in B", "cells of A missing in B"),
+    ]
+    return "; ".join(p for p in parts if p)

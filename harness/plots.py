@@ -4,6 +4,9 @@
   trainable parameters, both log scale, with each panel's Pareto frontier;
 - `<task>-curves.png`: validation metric and training loss per epoch, one line per cell;
 - `gains-heatmap.png`: mean gain over the baseline, strategy x task (averaged over backbones).
+
+matplotlib is an optional extra (`pip install 'bench[plot]'`), imported when a figure is drawn:
+without it, `require_matplotlib` (and every figure) raises a one-line `BenchError` naming the extra.
 """
 
 from __future__ import annotations
@@ -11,22 +14,39 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed, none opened
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
+from harness.errors import BenchError
 from harness.report import Report, TaskTable
 from harness.stats import pareto_optimal
 from harness.store import planned_results
 
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
 MARKERS = "osD^vP*Xh<>"
+MISSING = "bench plot needs matplotlib: pip install 'bench[plot]'"
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend (files only: no display needed, none opened)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except ImportError:
+        raise BenchError(MISSING) from None
+    return matplotlib.pyplot
+
+
+def require_matplotlib() -> None:
+    """A one-line `BenchError` naming the `plot` extra when matplotlib is not installed."""
+    pyplot()
 
 
 def file_stem(name: str) -> str:
@@ -34,6 +54,7 @@ def file_stem(name: str) -> str:
 
 
 def _colours(names: list[str]) -> dict[str, Any]:
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
@@ -47,6 +68,7 @@ def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series, flags: list[bool]) -> No
 
 
 def cost_figure(table: TaskTable, path: Path) -> Path:
+    plt = pyplot()
     rows = table.rows[(table.rows["n"] > 0)]
     strategies = list(dict.fromkeys(rows["strategy"]))
     backbones = list(dict.fromkeys(rows["backbone"]))
@@ -84,6 +106,9 @@ def cost_figure(table: TaskTable, path: Path) -> Path:
 
 
 def curves_figure(table: TaskTable, results: list, path: Path) -> Path:
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     cells = [r for r in results if r.task == table.task and r.status == "ok" and r.curve]
     shown = set(zip(table.rows["backbone"], table.rows["strategy"], table.rows["setting"], strict=True))
     cells = [r for r in cells if (r.backbone, r.strategy, r.setting) in shown]
@@ -119,6 +144,7 @@ def curves_figure(table: TaskTable, results: list, path: Path) -> Path:
 
 def gains_heatmap(report: Report, path: Path) -> Path | None:
     """Mean gain over the baseline per strategy x task, averaged over backbones; None without gains."""
+    plt = pyplot()
     frame = report.to_frame()
     if frame.empty or frame["gain"].isna().all():
         return None
@@ -150,6 +176,7 @@ def _metrics(report: Report, grid: pd.DataFrame) -> list[str]:
 
 def write_plots(report: Report, results_dir: str | Path, output: Path) -> list[Path]:
     """Every figure of the report into `output`; returns the files written."""
+    require_matplotlib()
     output.mkdir(parents=True, exist_ok=True)
     results = planned_results(results_dir)
     written = []

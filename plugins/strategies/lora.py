@@ -3,10 +3,15 @@
 LoRA (Hu et al., 2022) adds `W + (alpha / rank) * B A` beside each targeted layer, with B
 starting at zero so training starts from the pretrained function. Adapters and new parts
 train; the trainable-parameter count is the adapters' plus the new parts'.
+
+peft is an optional extra (`pip install 'bench[lora]'`), imported only when a cell prepares its
+model; without it, `check` makes every lora cell `skipped` with the line to install it, and the
+suite's other strategies still run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 from typing import Annotated, Literal
@@ -15,7 +20,19 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
+from harness.errors import Unsupported
 from harness.freezing import check_stage_count, set_trainable, with_head
+
+MISSING = "lora needs peft, which is not installed: pip install 'bench[lora]'"
+
+
+def peft_missing() -> str | None:
+    """The line to show when peft is not installed, or None; finds peft without importing it (slow)."""
+    try:
+        found = importlib.util.find_spec("peft") is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        found = False
+    return None if found else MISSING
 
 
 class LoRAOptions(StrategyOptions):
@@ -48,6 +65,9 @@ class LoRA(Strategy):
     options: LoRAOptions
     default_batchnorm = "frozen_parts"
 
+    def check(self, task_kind: str) -> str | None:
+        return peft_missing()
+
     def targets(self, model: TaskModel) -> list[str]:
         """Names (inside the model) of the layers that get adapters."""
         stages = model.backbone.stages
@@ -76,7 +96,12 @@ class LoRA(Strategy):
         return found
 
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        from peft import LoraConfig, inject_adapter_in_model  # imported here: peft loads slowly
+        try:  # imported here: peft is an optional extra, and loads slowly
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError:
+            if peft_missing():  # e.g. a worker of another machine, without the extra
+                raise Unsupported(MISSING) from None
+            raise  # installed but broken: a failure, with its traceback
 
         targets = self.targets(model)
         config = LoraConfig(
