@@ -105,6 +105,24 @@ SeedsOption = Annotated[
 OutputOption = Annotated[
     str | None, typer.Option(help="Results directory (overrides the suite's; `plan` shows what is done there).")
 ]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="PATH=VALUE",
+        help="Change a setting of the suite before it is validated, e.g. training.epochs=1, "
+        "tasks.NAME.training.batch_size=4, strategies.lora.options.rank=[4,8] (repeatable; see docs/suites.md).",
+    ),
+]
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        metavar="KEY=VALUE,...",
+        help="Only these cells, e.g. task=shapes-cls,strategy=full,strategy=lora (keys: task, backbone, "
+        "strategy, seed, setting; keys ANDed, values of a key ORed; repeatable). The teachers they need stay in.",
+    ),
+]
 
 
 def parse_output(text: str | None) -> str | None:
@@ -153,15 +171,22 @@ def run(
         list[str] | None,
         typer.Option(help="Also log the run with this logger (tensorboard, mlflow, ...); repeat for several."),
     ] = None,
+    overrides: SetOption = None,
+    only: OnlyOption = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
     from harness.progress import QuietProgress, RichProgress
     from harness.registry import default_registry
     from harness.runner import run_suite
+    from harness.selection import parse_only
     from harness.suite import check_loggers, load_suite, with_overrides
 
+    selected = parse_only(only)
     loaded = with_overrides(
-        load_suite(suite_path(suite)), output=parse_output(output), device=device, seeds=parse_seeds(seeds)
+        load_suite(suite_path(suite), overrides=overrides or ()),
+        output=parse_output(output),
+        device=device,
+        seeds=parse_seeds(seeds),
     )
     if executor is not None and executor != loaded.executor.name:
         allowed = default_registry().names("executor")
@@ -177,7 +202,7 @@ def run(
     display = QuietProgress(stderr) if quiet or not stderr.is_terminal else RichProgress()
     registry.pm.register(display, name="progress-display")
     try:
-        summary = run_suite(loaded, registry, fresh=fresh)
+        summary = run_suite(loaded, registry, fresh=fresh, only=selected)
     except KeyboardInterrupt:
         display.close()
         stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}", markup=False)
@@ -233,6 +258,8 @@ def plan(
     format: Annotated[
         str, typer.Option("--format", "-f", help="table, csv or json (table is plain text when not on a terminal).")
     ] = "table",
+    overrides: SetOption = None,
+    only: OnlyOption = None,
 ) -> None:
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
     import json
@@ -240,6 +267,7 @@ def plan(
     from harness.cell import plan_cells, pretrain_cell
     from harness.estimate import SLOTS, cell_jobs, device_throughput, estimate, wall_hours
     from harness.registry import default_registry
+    from harness.selection import parse_only, select_cells
     from harness.store import Store
     from harness.suite import load_suite, with_overrides
 
@@ -247,19 +275,28 @@ def plan(
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
     if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
+    selected = parse_only(only)
     loaded = with_overrides(
-        load_suite(suite_path(suite)), seeds=parse_seeds(seeds), device=device, output=parse_output(output)
+        load_suite(suite_path(suite), overrides=overrides or ()),
+        seeds=parse_seeds(seeds),
+        device=device,
+        output=parse_output(output),
     )
     registry = default_registry()
     store = Store(loaded.output_dir())
-    cells = plan_cells(loaded, registry)
+    grid = plan_cells(loaded, registry)
+    numbers = {cell.key: i for i, cell in enumerate(grid, 1)}  # a cell's number in the whole grid, filtered or not
+    cells = select_cells(grid, selected, loaded.source)
     states = [
         "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run"
         for cell in cells
     ]
     todo = [cell for cell, state in zip(cells, states, strict=True) if state == "to run"]
     needed = {cell.pretrain for cell in todo}
-    stages = [(spec, pretrain_cell(spec, loaded, registry)) for spec in loaded.pretrain]
+    used = {cell.pretrain for cell in cells}  # with --only, the stages of the selected cells
+    stages = [
+        (spec, pretrain_cell(spec, loaded, registry)) for spec in loaded.pretrain if not selected or spec.name in used
+    ]
     cached = {spec.name: store.checkpoint_path(stage.key).is_file() for spec, stage in stages}
     to_pretrain = [stage for spec, stage in stages if spec.name in needed and not cached[spec.name]]
     target = device or loaded.device
@@ -287,7 +324,8 @@ def plan(
                 "device_hours": hours.get(cell.key),
                 "estimate_from": where.get(cell.key),
             }
-            for i, (cell, state) in enumerate(zip(cells, states, strict=True), 1)
+            for cell, state in zip(cells, states, strict=True)
+            for i in [numbers[cell.key]]
         ]
         pretraining = [
             {
@@ -318,7 +356,7 @@ def plan(
         return
     swept = any(cell.setting for cell in cells)
     columns = ("#", "task", "backbone", "strategy", *(["setting"] if swept else []), "seed", "key", "state")
-    grid = [
+    printed = [
         [
             str(i),
             cell.task,
@@ -329,15 +367,23 @@ def plan(
             cell.key[:10],
             state,
         ]
-        for i, (cell, state) in enumerate(zip(cells, states, strict=True), 1)
+        for cell, state in zip(cells, states, strict=True)
+        for i in [numbers[cell.key]]
     ]
-    _print_rows(f"{loaded.name}: {len(cells)} cells", columns, grid)
+    title = f"{loaded.name}: {len(cells)} cells"
+    if selected:
+        title = f"{loaded.name}: {len(cells)} of {len(grid)} cells ({selected})"
+    _print_rows(title, columns, printed)
+    if selected:
+        teachers = [str(numbers[cell.key]) for cell in cells if not selected.matches(cell)]
+        if teachers:
+            _say(f"teacher cells the selected cells learn from: {', '.join(teachers)}")
     reasons: dict[str, list[int]] = {}
-    for i, cell in enumerate(cells, 1):
+    for cell in cells:
         if cell.skip_reason:
-            reasons.setdefault(cell.skip_reason, []).append(i)
-    for reason, numbers in reasons.items():
-        _say(f"skipped: {reason} (cells {', '.join(map(str, numbers))})")
+            reasons.setdefault(cell.skip_reason, []).append(numbers[cell.key])
+    for reason, indices in reasons.items():
+        _say(f"skipped: {reason} (cells {', '.join(map(str, indices))})")
     for spec, _ in stages:
         _say(
             f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
@@ -510,6 +556,15 @@ def report(
     all_settings: Annotated[
         bool, typer.Option("--all-settings", help="Show every swept setting, not only the one selected on validation.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="KEY=VALUE,...",
+            help="Only these rows, e.g. task=shapes-cls,strategy=full (keys: task, backbone, strategy; "
+            "as --task, --backbone, --strategy; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Print the report of a results directory: per task, metric with CI, gain and significance, cost, ROI."""
     from harness.registry import default_registry
@@ -518,13 +573,36 @@ def report(
     registry = default_registry()
     if format not in registry.components["reporter"]:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(registry.names('reporter'))}")
+    chosen = _report_filters(results, only, {"task": task, "backbone": backbone, "strategy": strategy})
     options = ReportOptions(
-        metric, baseline, tuple(task or ()), tuple(backbone or ()), tuple(strategy or ()), sort, alpha, all_settings
+        metric, baseline, chosen["task"], chosen["backbone"], chosen["strategy"], sort, alpha, all_settings
     )
     built = build_report(results, options)
     for skipped in built.skipped:
         stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
     emit(registry.create("reporter", format).render(built), output)
+
+
+def _report_filters(
+    results: Path, only: list[str] | None, given: dict[str, list[str] | None]
+) -> dict[str, tuple[str, ...]]:
+    """The report's --task, --backbone, --strategy, narrowed by `--only` (which takes the same keys)."""
+    from harness.selection import check_values, parse_only
+    from harness.store import read_planned
+
+    chosen = {key: tuple(values or ()) for key, values in given.items()}
+    selected = parse_only(only, keys=tuple(given))
+    if not selected:
+        return chosen
+    found = read_planned(results).results
+    check_values(selected, {key: list(dict.fromkeys(getattr(r, key) for r in found)) for key in given}, str(results))
+    for key, values in selected.values.items():
+        both = tuple(v for v in chosen[key] if v in values) if chosen[key] else values
+        if not both:
+            asked = ",".join(f"{key}={v}" for v in values)
+            raise BenchError(f"--only {asked}: no {key} in common with --{key} {', '.join(chosen[key])}")
+        chosen[key] = both
+    return chosen
 
 
 def plot(
@@ -540,10 +618,11 @@ def plot(
     metric: Annotated[str | None, typer.Option(help="Metric to plot (default: each task's).")] = None,
 ) -> None:
     """Draw PNG figures: metric vs cost with the Pareto frontier, learning curves, a gain heatmap."""
-    from harness.plots import write_plots
+    from harness.plots import require_matplotlib, write_plots
     from harness.report import ReportOptions, build_report
     from harness.suite import output_problem
 
+    require_matplotlib()  # the `plot` extra, before any other work
     folder = Path(parse_output(output) or results / "plots")
     problem = output_problem(folder)
     if problem:
@@ -564,18 +643,43 @@ def compare(
     alpha: Annotated[float, typer.Option(help="Significance threshold of Welch's t-test.")] = 0.05,
     format: Annotated[str, typer.Option("--format", "-f", help="markdown, csv or json.")] = "markdown",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="regression|missing",
+            help="Exit 1 on: regression (a cell's metric dropped beyond noise, or ok in A and not in B), "
+            "missing (a cell of A absent from B); repeatable or comma-separated.",
+        ),
+    ] = None,
 ) -> None:
     """Which cells changed beyond noise between two result directories (same statistics as the report)."""
-    from harness.compare import FORMATS, compare_runs, render_comparison
+    from harness.compare import FORMATS, compare_runs, gate, gate_summary, parse_fail_on, render_comparison, untested
 
     if format not in FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(FORMATS)}")
+    failing_on = parse_fail_on(fail_on)
     with warnings.catch_warnings(record=True) as said:  # the files each run skipped, said here on stderr
         warnings.simplefilter("always")
         compared = compare_runs(run_a, run_b, metric=metric, alpha=alpha)
     for warning in said:
         stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
     emit(render_comparison(compared, format), output)
+    if not failing_on:
+        return
+    if "regression" in failing_on and (blind := untested(compared)):
+        stderr.print(
+            f"note: {blind} cell{'s' if blind > 1 else ''} with fewer than two ok seeds on a side: "
+            "not tested for a drop",
+            markup=False,
+            soft_wrap=True,
+        )
+    failures = gate(compared, failing_on)
+    for failure in failures:
+        stderr.print(failure.line(), markup=False, soft_wrap=True)
+    if failures:
+        stderr.print(gate_summary(failures, alpha), markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def plugins() -> None:
