@@ -270,7 +270,8 @@ class Dataset(Component):
 
 class ParamGroup(dict):
     """An optimizer parameter group: `params`, `lr_scale` (times the base lr), a `name`, and
-    optionally `weight_decay` (absolute, in place of the suite's).
+    optionally `weight_decay` (absolute, in place of the suite's) and `no_decay_norm_bias`
+    (whether its biases and normalisation weights go without weight decay, in place of the suite's).
 
     A group may hold parameters that are frozen now and unfrozen later (gradual unfreezing):
     the optimizer skips a parameter while it has no gradient.

@@ -31,11 +31,11 @@ import torch
 from harness.cell import Cell
 from harness.components import Task
 from harness.cost import flops_per_sample
-from harness.devices import DeviceSetup, resolve_device, synchronized, usable_cores
+from harness.devices import DeviceSetup, resolve_device, setup_for, synchronized, usable_cores
 from harness.registry import Registry
 from harness.store import Store
 from harness.suite import Training
-from harness.training import build_optimizer, seed_everything, step_budget
+from harness.training import build_optimizer, seed_everything, step_budget, to_memory_format
 
 EVAL_SPEEDUP = 3.0
 
@@ -147,7 +147,7 @@ def estimate(
         if not cell.skip_reason:
             groups.setdefault((cell.task, cell.backbone), []).append(cell)
     recorded = _recorded(store)
-    setup = resolve_device(device, amp=True) if calibrate else None
+    setup = resolve_device(device) if calibrate else None
     speed = throughput or device_throughput(None, device)
     counted: dict[str, float | str] = {}  # FLOPs per image (or why not), by model and input: counted once
     found = []
@@ -257,14 +257,17 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
     task: Task = registry.create("task", spec["kind"], spec["options"])
     dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
     training = Training(**cell.settings["training"])
+    setup = setup_for(str(setup.device), training, spec["kind"])  # the cell's precision and memory format
     seed_everything(0)
     chosen = cell.settings["backbone"]
     backbone = registry.create("backbone", chosen["name"], chosen.get("options")).build(task.output_stride())
     model = task.build_model(backbone, classes).to(setup.device).train()
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer([{"params": list(model.parameters())}], training)  # type: ignore[list-item]
     size = int(getattr(dataset.options, "image_size", 224))
     samples = _synthetic(spec["kind"], task, size, classes, training.batch_size)
-    batch = task.to_device(task.collate(samples), setup.device)
+    batch = to_memory_format(task.to_device(task.collate(samples), setup.device), setup)
 
     def step() -> None:
         with setup.autocast():

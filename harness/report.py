@@ -16,6 +16,7 @@ import pandas as pd
 from harness.errors import BenchError
 from harness.stats import ALPHA, CONFIDENCE, mean_interval, pareto_optimal, welch
 from harness.store import read_planned, results_frame
+from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARMUP_STEPS, SeedTiming, judge_timing
 
 SortOrder = Literal["plan", "metric", "gain", "roi", "cost"]
 SORT_ORDERS: tuple[str, ...] = ("plan", "metric", "gain", "roi", "cost")
@@ -33,8 +34,13 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
          f"{level} interval for a difference of means"),
         ("significant", f"Welch's two-sided t-test of the gain has p < {alpha:g} (yes / no; - when a side has "
          "fewer than two seeds)"),
-        ("device-hours", "mean training time of one cell (validation excluded), on one device"),
-        ("samples/s", "training samples per second"),
+        ("device-hours", f"mean training time of one cell on one device ± the half-width of its {level} interval "
+         "over seeds: compute plus data wait, validation and one-off compilation excluded; the ROI divides by it. "
+         f"†: the timing is doubtful, because the seeds' time per step differs more than {SPREAD_LIMIT:g}x or the "
+         f"machine's load average exceeded {LOAD_LIMIT:g}x the cell's cores (another process shared it)"),
+        ("samples/s", "training samples per second of compute: data wait excluded, and the first "
+         f"{WARMUP_STEPS} steps (a quarter of a shorter run: allocator, kernel selection, compilation); "
+         f"loader-bound: waiting for batches took over {LOADER_BOUND_FRACTION:.0%} of the training time"),
         ("peak memory", "CUDA max allocated on a GPU, or the process's peak resident memory on the CPU"),
         ("trainable", "parameters the strategy trains, and their share of the task model's parameters"),
         ("FLOPs/sample", "forward and backward FLOPs of one training sample, where counted"),
@@ -176,6 +182,8 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
     trainable = float(good["cost.trainable_params"].max()) if len(good) else math.nan
     total = float(good["cost.total_params"].max()) if len(good) else math.nan
     train_seconds = _mean(good["cost.train_seconds"])
+    hours = mean_interval([float(v) / 3600 for v in pd.to_numeric(good["cost.train_seconds"]).dropna()])
+    timing = judge_timing(_seed_timings(good))
     devices = sorted({str(d) for d in good["cost.device_name"].dropna() if d})
     return {
         "n": interval.n,
@@ -188,7 +196,13 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "val_mean": _mean(good[val_column]),
         "train_seconds": train_seconds,
         "train_device_hours": train_seconds / 3600,
+        "train_device_hours_ci_half_width": hours.half_width,
         "samples_per_second": _mean(good["cost.samples_per_second"]),
+        "data_wait_fraction": timing.data_wait_fraction,
+        "loader_bound": timing.loader_bound,
+        "compile_seconds": _mean(_column(good, "cost.compile_seconds")),
+        "timing_disturbed": timing.disturbed,
+        "timing_doubt": "; ".join(timing.doubts),
         "peak_memory_mib": float(pd.to_numeric(good["cost.peak_memory_bytes"]).max()) / 2**20
         if len(good)
         else math.nan,
@@ -199,6 +213,30 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "device": devices[0] if len(devices) == 1 else ("mixed: " + "; ".join(devices) if devices else ""),
         "status": _status_text(group["status"], group["reason"]),
     }
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A cost column, empty where the results predate it."""
+    return frame[name] if name in frame else pd.Series(math.nan, index=frame.index)
+
+
+def _seed_timings(good: pd.DataFrame) -> list[SeedTiming]:
+    def number(value: Any) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    timings = []
+    for row in good.to_dict("records"):
+        loads = [v for v in (number(row.get("cost.load_start")), number(row.get("cost.load_end"))) if v is not None]
+        timings.append(
+            SeedTiming(
+                train_seconds=number(row.get("cost.train_seconds")) or 0.0,
+                steps=int(number(row.get("cost.train_steps")) or 0),
+                data_wait_seconds=number(row.get("cost.data_wait_seconds")) or 0.0,
+                load=max(loads) if loads else None,
+                cores=int(number(row.get("cost.cores")) or 0),
+            )
+        )
+    return timings
 
 
 def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: ReportOptions) -> TaskTable:
@@ -231,8 +269,24 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
     if options.strategies:
         table = table[table["strategy"].isin(options.strategies)].reset_index(drop=True)
     notes.extend(_mark_pareto(table))
+    notes.extend(_timing_notes(table))
     table = _sorted(table, options.sort)
     return TaskTable(task, kind, metric, baseline, table, notes)
+
+
+def _timing_notes(table: pd.DataFrame) -> list[str]:
+    """Say which rows' costs are doubtful or loader-bound, and why: the ROI column depends on them."""
+    notes = []
+    for row in table.to_dict("records"):
+        name = f"{row['backbone']} / {row['strategy']}" + (f" ({row['setting']})" if row["setting"] else "")
+        if row["timing_disturbed"]:
+            notes.append(f"† {name}: timing doubtful ({row['timing_doubt']}); rerun its seeds on a quiet machine")
+        if row["loader_bound"]:
+            notes.append(
+                f"{name}: loader-bound, {row['data_wait_fraction']:.0%} of training spent waiting for batches "
+                "(more num_workers, or data on a faster disk); its device-hours include that wait"
+            )
+    return notes
 
 
 def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]:

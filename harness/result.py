@@ -23,11 +23,23 @@ class Cost:
     """What a cell cost. Seconds are wall-clock; device seconds equal wall seconds on one device."""
 
     wall_seconds: float = 0.0
+    #: training: compute plus data wait, compilation excluded (what the ROI divides by)
     train_seconds: float = 0.0
+    #: of `train_seconds`, the time spent waiting for the next batch (loading, collating, copying)
+    data_wait_seconds: float = 0.0
+    #: one-off torch.compile time, not in `train_seconds`
+    compile_seconds: float = 0.0
     eval_seconds: float = 0.0
     train_samples: int = 0
     train_steps: int = 0
+    #: training samples per second of compute, after `warmup_steps` and without data wait
     samples_per_second: float = 0.0
+    warmup_steps: int = 0
+    #: the host's 1-minute load average when the cell started and ended, and the cores it had:
+    #: a load well above the cores means something else shared the machine and the timing is doubtful
+    load_start: float | None = None
+    load_end: float | None = None
+    cores: int = 0
     peak_memory_bytes: int = 0
     peak_memory_kind: str = ""  # "cuda_max_allocated" or "process_peak_rss"
     trainable_params: int = 0

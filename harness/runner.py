@@ -19,7 +19,15 @@ from harness.callbacks import call
 from harness.cell import Cell, plan_cells
 from harness.components import Backbone, BackboneModule, Executor, Strategy, Task, TaskModel, TrainingContext
 from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
-from harness.devices import DeviceSetup, resolve_device, set_threads
+from harness.devices import (
+    DeviceSetup,
+    execution_settings,
+    load_average,
+    resolve_device,
+    set_threads,
+    setup_for,
+    usable_cores,
+)
 from harness.errors import BenchError, Diverged, Unsupported
 from harness.job import Job, JobOutcome, plan_jobs
 from harness.progress import HookRelay, Observer
@@ -27,6 +35,7 @@ from harness.provenance import provenance
 from harness.registry import Registry, default_registry
 from harness.result import CellResult
 from harness.scheduler import Scheduler
+from harness.selection import CellFilter, select_cells
 from harness.store import Store, WriteFailed, checkpoint_problem, manifest_runs, write_checkpoint
 from harness.suite import Suite, Training
 from harness.training import TrainingLoop, make_loader, seed_everything, step_budget
@@ -61,6 +70,7 @@ def run_cell(
     observer = observer or Observer()
     result = CellResult.for_cell(cell, "failed", started_at=_now())
     started = time.perf_counter()
+    result.cost.load_start, result.cost.cores = load_average(), usable_cores()
     observer.cell_started(cell, Training(**cell.settings["training"]).epochs)
     try:
         if cell.skip_reason:
@@ -77,6 +87,7 @@ def run_cell(
         result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
         result.traceback = traceback.format_exc()
     result.cost.wall_seconds = time.perf_counter() - started
+    result.cost.load_end = load_average()
     result.finished_at = _now()
     return result
 
@@ -95,10 +106,27 @@ def _train(
     training = Training(**settings["training"])
     caps = [t for t in (training.threads, threads) if t]
     set_threads(min(caps) if caps else None)
-    setup = resolve_device(device, training.amp)
+    kind = settings["task"]["kind"]
+    setup = setup_for(device, training, kind)
     seed_everything(cell.seed)
     result.provenance = provenance(setup.name, cell.seed)
+    nondeterministic: list[str] = []
+    result.provenance["execution"] = {**setup.describe(), "nondeterministic_ops": nondeterministic}
+    with execution_settings(setup, nondeterministic):
+        _train_on(cell, registry, setup, store, observer, result, on_trained, training)
 
+
+def _train_on(
+    cell: Cell,
+    registry: Registry,
+    setup: DeviceSetup,
+    store: Store,
+    observer: Observer,
+    result: CellResult,
+    on_trained: Callable[[TaskModel], None] | None,
+    training: Training,
+) -> None:
+    settings = cell.settings
     kind = settings["task"]["kind"]
     metric = settings["task"]["metric"]
     task = registry.create("task", kind, settings["task"]["options"])
@@ -169,9 +197,10 @@ def _train(
         raise BenchError(f"strategy {strategy.name!r}: fit() must return loop.run()'s outcome")
     cost.eval_seconds = outcome.eval_seconds
     cost.peak_memory_bytes, cost.peak_memory_kind = peak_memory(setup)
-    cost.train_seconds = outcome.train_seconds
+    cost.train_seconds, cost.data_wait_seconds = outcome.train_seconds, outcome.data_wait_seconds
+    cost.compile_seconds, cost.warmup_steps = outcome.compile_seconds, outcome.warmup_steps
     cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
-    cost.samples_per_second = outcome.samples / outcome.train_seconds if outcome.train_seconds else 0.0
+    cost.samples_per_second = outcome.samples_per_second
     result.metrics, result.curve, result.best = outcome.metrics, outcome.curve, outcome.best
     result.notes = dict(context.notes)
     # parameters unfrozen during training (gradual unfreezing) count as trainable too
@@ -363,8 +392,11 @@ def run_suite(
     fresh: bool = False,
     observer: Observer | None = None,
     executor: Executor | None = None,
+    only: CellFilter | None = None,
 ) -> RunSummary:
     """Run every cell not already `ok` in the store, as jobs on the suite's executor (or `executor`).
+
+    `only` (`bench run --only`) keeps the cells it selects and the teacher cells they need.
 
     Results are stored as each cell finishes, by whichever process ran it. A result that cannot be
     written (a full disk) stops the run: `RunSummary.stopped` says why, everything stored is kept.
@@ -373,7 +405,7 @@ def run_suite(
     # every event goes to the `bench_*` hooks (the progress display, loggers), and to `observer` if given
     observer = HookRelay(registry.pm.hook, observer)
     resolve_device(suite.device, amp=False)  # fail early, before anything runs
-    cells = plan_cells(suite, registry)
+    cells = select_cells(plan_cells(suite, registry), only, suite.source)
     store = Store(suite.output_dir())
     planned_at = _now()
     _tidy(store, observer)

@@ -12,10 +12,20 @@ import stat
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import SuiteError
 from harness.registry import Registry
@@ -94,6 +104,23 @@ Label = Annotated[str, AfterValidator(_printable)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
+def _one_of(*allowed: str | bool) -> BeforeValidator:
+    """One plain error for a setting that takes a few words or a boolean, in TOML's spelling."""
+
+    def check(value: Any) -> Any:
+        if value is None or any(type(value) is type(a) and value == a for a in allowed):
+            return value
+        raise ValueError("allowed: " + ", ".join(repr(a) if isinstance(a, str) else str(a).lower() for a in allowed))
+
+    return BeforeValidator(check)
+
+
+#: mixed precision: `auto` picks per device and task (docs/suites.md); `true` is `auto`, `false` is off
+Precision = Annotated[Literal["auto", "fp16", "bf16"] | bool, _one_of("auto", "fp16", "bf16", True, False)]
+#: a speed setting the device decides unless told
+Auto = Annotated[Literal["auto"] | bool, _one_of("auto", True, False)]
+
+
 class TrainingOverrides(Strict):
     """Training settings; in a task or strategy, only the ones given override the defaults."""
 
@@ -108,9 +135,21 @@ class TrainingOverrides(Strict):
     schedule: Literal["cosine", "constant"] | None = None
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
     grad_clip: Annotated[float, Field(gt=0)] | None = None
-    amp: bool | None = None
+    amp: Precision | None = Field(
+        None, description="mixed precision: auto (the device's default), fp16, bf16, or false (full precision)"
+    )
+    channels_last: Auto | None = Field(None, description="NHWC memory format for weights and images (auto: per device)")
+    compile: bool | None = Field(None, description="torch.compile the training forward (compile time kept apart)")
+    cudnn_benchmark: Auto | None = Field(None, description="let cuDNN time its kernels per shape (auto: on CUDA)")
+    deterministic: bool | None = Field(None, description="torch deterministic algorithms (recorded in provenance)")
+    no_decay_norm_bias: bool | None = Field(None, description="no weight decay on biases and normalisation weights")
     num_workers: Annotated[int, Field(ge=0, le=64)] | None = None
     threads: Annotated[int, Field(ge=1, le=512)] | None = None
+
+    @field_validator("amp")
+    @classmethod
+    def _amp_true_is_auto(cls, value: Any) -> Any:
+        return "auto" if value is True else value  # one spelling, one cell key
 
 
 class Training(TrainingOverrides):
@@ -124,7 +163,12 @@ class Training(TrainingOverrides):
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    amp: bool = True
+    amp: Precision = "auto"
+    channels_last: Auto = "auto"
+    compile: bool = False
+    cudnn_benchmark: Auto = "auto"
+    deterministic: bool = False
+    no_decay_norm_bias: bool = True
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
 
     def override(self, overrides: TrainingOverrides) -> Training:
@@ -278,8 +322,15 @@ class Suite(Strict):
         return axes
 
 
-def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
-    """Read and fully validate a suite file; raises `SuiteError` naming file and key."""
+def load_suite(path: str | Path, registry: Registry | None = None, overrides: Sequence[str] = ()) -> Suite:
+    """Read and fully validate a suite file; raises `SuiteError` naming file and key.
+
+    `overrides` (`--set PATH=VALUE`, see `harness.overrides`) change the file's data before it is
+    validated, so they are validated as the file is; an error then also names the overrides.
+    """
+    from harness.overrides import applied, apply_overrides, parse_overrides
+
+    given = parse_overrides(overrides)
     path = Path(path)
     text = _read_text(path)
     try:
@@ -288,7 +339,12 @@ def load_suite(path: str | Path, registry: Registry | None = None) -> Suite:
         raise SuiteError(f"{path}: invalid TOML: {one_line(str(exc))}") from None
     except RecursionError:
         raise SuiteError(f"{path}: invalid TOML: nested too deeply (at most {MAX_DEPTH} levels)") from None
-    return parse_suite(data, str(path), registry)
+    if not given:
+        return parse_suite(data, str(path), registry)
+    try:
+        return parse_suite(apply_overrides(data, given), str(path), registry)
+    except SuiteError as exc:
+        raise SuiteError(f"{exc} (with {applied(given)})") from None
 
 
 def _read_text(path: Path) -> str:

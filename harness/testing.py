@@ -20,7 +20,7 @@ import torch
 
 from harness.callbacks import call
 from harness.components import Strategy, TaskModel, TrainingContext
-from harness.devices import resolve_device
+from harness.devices import setup_for
 from harness.progress import Observer
 from harness.registry import Registry
 from harness.suite import Training
@@ -103,7 +103,7 @@ def train_briefly(
         }
     )
     task, model, dataset = tiny_model(kind, backbone, registry)
-    setup = resolve_device("cpu", amp=False)
+    setup = setup_for("cpu", settings, kind)
     loaders = {
         split: make_loader(dataset.load(kind, split), task, settings.batch_size, setup, 0, train=split == "train")
         for split in ("train", "val", "test")

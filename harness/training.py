@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from harness.devices import DeviceSetup, synchronized
 from harness.errors import BenchError, Diverged
 from harness.progress import Observer
 from harness.suite import Training
+from harness.timing import warmup_steps
 
 
 def seed_everything(seed: int) -> None:
@@ -70,20 +72,31 @@ def build_optimizer(
     """The optimizer over a strategy's groups, each at `lr * lr_scale`.
 
     Frozen parameters stay in their group (they get no gradient, so no update and no weight
-    decay) so that a strategy can unfreeze them later at the group's learning rate.
+    decay) so that a strategy can unfreeze them later at the group's learning rate. With
+    `no_decay_norm_bias` (the default; a group may say otherwise with the same key) a group's
+    one-dimensional parameters (biases, normalisation weights) go to a twin group without weight
+    decay, as torchvision's references (`norm_weight_decay=0`) and timm's
+    `param_groups_weight_decay` train; the twin keeps the group's name, rate and scale.
     """
     param_groups: list[dict[str, Any]] = []
     seen: set[int] = set()
     for group in groups:
         params = [p for p in group["params"] if id(p) not in seen]
         seen.update(id(p) for p in params)
-        if params:
-            scale = float(group.get("lr_scale", 1.0))
-            decay = float(group.get("weight_decay", training.weight_decay))
-            name = group.get("name", "")
-            param_groups.append(
-                {"params": params, "lr": training.lr * scale, "lr_scale": scale, "weight_decay": decay, "name": name}
-            )
+        if not params:
+            continue
+        scale = float(group.get("lr_scale", 1.0))
+        decay = float(group.get("weight_decay", training.weight_decay))
+        name = group.get("name", "")
+        split = bool(group.get("no_decay_norm_bias", training.no_decay_norm_bias)) and decay > 0
+        flat = [p for p in params if p.ndim <= 1] if split else []
+        shaped = [p for p in params if p.ndim > 1] if split else params
+        for members, group_decay in ((shaped, decay), (flat, 0.0)):
+            if members:
+                param_groups.append(
+                    {"params": members, "lr": training.lr * scale, "lr_scale": scale, "weight_decay": group_decay,
+                     "name": name}
+                )  # fmt: skip
     if not any(p.requires_grad for g in param_groups for p in g["params"]):
         raise ValueError("the strategy left no parameter to train")
     if model is not None:
@@ -127,6 +140,21 @@ class FitOutcome:
     metrics: dict[str, float | None] = field(default_factory=dict)
     #: the model that was validated last and tested: the trained one, or what `on_train_end` returned
     model: TaskModel | None = None
+    #: of `train_seconds`, the time the loop waited for the next batch (loading and copying it)
+    data_wait_seconds: float = 0.0
+    #: the steps left out of `samples_per_second` (allocator, kernel selection, compilation)
+    warmup_steps: int = 0
+    #: training samples per second after the warm-up steps, data wait excluded
+    samples_per_second: float = 0.0
+    #: the first compiled step's time beyond an ordinary step's (not in `train_seconds`)
+    compile_seconds: float = 0.0
+
+
+def to_memory_format(batch: Any, setup: DeviceSetup) -> Any:
+    """With `channels_last`, a batch of images as one 4-D tensor goes NHWC, as the weights do."""
+    if setup.channels_last and isinstance(batch, tuple) and isinstance(batch[0], torch.Tensor) and batch[0].ndim == 4:
+        return (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+    return batch
 
 
 def evaluate(
@@ -137,7 +165,7 @@ def evaluate(
 
     def batches() -> Iterator[Any]:
         for batch in loader:
-            yield task.to_device(batch, setup.device)
+            yield to_memory_format(task.to_device(batch, setup.device), setup)
 
     with torch.inference_mode():
         return task.evaluate(model, batches(), num_classes)
@@ -200,13 +228,20 @@ class TrainingLoop:
         if loaders is not None:
             self.loaders = {**self.loaders, **loaders}
         model = model or self.model
-        strategy, context, training, setup = self.strategy, self.context, self.training, self.setup
-        scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
-        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        strategy, context, setup = self.strategy, self.context, self.setup
+        if setup.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.eager = model
+        self.forward = self._compiled(model) if setup.compile else model
+        self.scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
+        self.trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         steps_per_epoch = len(self.loaders["train"])
         outcome = FitOutcome(
             optimizer=self.optimizer, train_seconds=train_seconds, eval_seconds=eval_seconds, model=model
         )
+        outcome.warmup_steps = warmup = warmup_steps(self.total)
+        measured_seconds = measured_samples = 0.0
+        window = window_wait = first_step_seconds = 0.0  # the throughput window: opened at, data wait then
         step = 0
         for epoch in range(self.epochs):
             call(strategy.on_epoch_start, model, epoch, context=context)
@@ -215,28 +250,27 @@ class TrainingLoop:
             self.observer.epoch_started(epoch, min(steps_per_epoch, self.total - step), epochs=self.epochs)
             loss_sum = torch.zeros((), device=setup.device)
             epoch_steps = 0
+            batches = iter(self.loaders["train"])
             with synchronized(setup):
                 started = last_event = time.perf_counter()
                 samples_since = steps_since = 0
-                for batch in self.loaders["train"]:
-                    if step >= self.total:
+                while step < self.total:
+                    waiting = time.perf_counter()
+                    batch = next(batches, None)
+                    if batch is None:
                         break
-                    call(strategy.on_step_start, model, step, context=context)
-                    batch = self.task.to_device(batch, setup.device)
-                    with setup.autocast():
-                        loss, outputs = self.task.loss_and_outputs(model, batch)
-                        extra = call(strategy.extra_loss, model, batch=batch, outputs=outputs, context=context)
-                        if extra is not None:
-                            loss = loss + extra
-                    self.optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if training.grad_clip is not None:
-                        scaler.unscale_(self.optimizer)
-                        torch.nn.utils.clip_grad_norm_(trainable, training.grad_clip)
-                    scaler.step(self.optimizer)
-                    scaler.update()
-                    self.schedule.step()
-                    call(strategy.on_step_end, model, step, optimizer=self.optimizer, loss=loss, context=context)
+                    batch = to_memory_format(self.task.to_device(batch, setup.device), setup)
+                    now = time.perf_counter()
+                    outcome.data_wait_seconds += now - waiting
+                    if step == warmup:  # the throughput window opens: what was queued belongs to the warm-up
+                        if setup.is_cuda:
+                            torch.cuda.synchronize(setup.device)
+                        window, window_wait = time.perf_counter(), outcome.data_wait_seconds
+                    loss = self._step(model, batch, step)
+                    if step == 0 and setup.compile:
+                        if setup.is_cuda:
+                            torch.cuda.synchronize(setup.device)
+                        first_step_seconds = time.perf_counter() - now
                     loss_sum += loss.detach().float()
                     step += 1
                     epoch_steps += 1
@@ -244,6 +278,8 @@ class TrainingLoop:
                     size = self.task.batch_size(batch)
                     outcome.samples += size
                     samples_since += size
+                    if step > warmup:
+                        measured_samples += size
                     now = time.perf_counter()
                     if now - last_event >= STEP_EVENT_INTERVAL or step == self.total or epoch_steps == steps_per_epoch:
                         running = loss_sum.item() / epoch_steps
@@ -269,19 +305,79 @@ class TrainingLoop:
                         if not isinstance(chosen, TaskModel):
                             raise BenchError(f"on_train_end returned {type(chosen).__name__}, not a TaskModel")
                         outcome.model = model = chosen
-            outcome.train_seconds += time.perf_counter() - started
+            ended = time.perf_counter()
+            outcome.train_seconds += ended - started
+            if step > warmup:  # the window's part of this epoch, data wait excluded
+                opened = max(started, window)
+                measured_seconds += ended - opened - (outcome.data_wait_seconds - window_wait)
+                window, window_wait = ended, outcome.data_wait_seconds
             outcome.steps = step
             with synchronized(setup):
                 started = time.perf_counter()
                 val = self.evaluate(model, "val")
             outcome.eval_seconds += time.perf_counter() - started
             self._record(outcome, epoch, step, train_loss, val)
+        if setup.compile and step > 1:
+            # the first step compiled: its time beyond an ordinary step's is compilation, kept apart
+            ordinary = (outcome.train_seconds - train_seconds - first_step_seconds) / (step - 1)
+            outcome.compile_seconds = max(0.0, first_step_seconds - ordinary)
+            outcome.train_seconds -= outcome.compile_seconds
+        if measured_samples and measured_seconds > 0:
+            outcome.samples_per_second = measured_samples / measured_seconds
+        elif outcome.train_seconds > 0:
+            outcome.samples_per_second = outcome.samples / max(outcome.train_seconds - outcome.data_wait_seconds, 1e-9)
         if "test" in self.loaders:
             with synchronized(setup):
                 started = time.perf_counter()
                 outcome.metrics = self.evaluate(model, "test")
             outcome.eval_seconds += time.perf_counter() - started
         return outcome
+
+    def _step(self, model: TaskModel, batch: Any, step: int) -> torch.Tensor:
+        """One optimizer step with the strategy's callbacks around it; the loss it took."""
+        strategy, context = self.strategy, self.context
+        call(strategy.on_step_start, model, step, context=context)
+        with self.setup.autocast():
+            loss, outputs = self._loss_and_outputs(batch, step)
+            extra = call(strategy.extra_loss, model, batch=batch, outputs=outputs, context=context)
+            if extra is not None:
+                loss = loss + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.training.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.training.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        call(strategy.on_step_end, model, step, optimizer=self.optimizer, loss=loss, context=context)
+        return loss
+
+    def _loss_and_outputs(self, batch: Any, step: int) -> tuple[torch.Tensor, Any]:
+        """The task's loss through the compiled forward; on the first step, eager if compiling fails."""
+        if self.forward is self.eager or step > 0:
+            return self.task.loss_and_outputs(self.forward, batch)  # type: ignore[arg-type]
+        try:
+            return self.task.loss_and_outputs(self.forward, batch)  # type: ignore[arg-type]
+        except Exception as exc:  # the compiler's failure, found at the first call
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            warnings.warn(f"torch.compile failed, training eagerly: {reason}", RuntimeWarning, stacklevel=2)
+            self.context.notes["compile"] = f"fell back to eager: {reason}"
+            self.forward = self.eager
+            self.optimizer.zero_grad(set_to_none=True)
+            return self.task.loss_and_outputs(self.eager, batch)
+
+    def _compiled(self, model: TaskModel) -> torch.nn.Module:
+        """The training forward through `torch.compile` (evaluation stays eager: other shapes, no grads)."""
+        try:
+            compiled = torch.compile(model)
+        except Exception as exc:  # e.g. a Python torch cannot compile on
+            reason = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"torch.compile unavailable, training eagerly: {reason}", RuntimeWarning, stacklevel=2)
+            self.context.notes["compile"] = f"fell back to eager: {reason}"
+            return model
+        self.context.notes["compile"] = "used"
+        return compiled  # type: ignore[return-value]
 
     def _record(
         self, outcome: FitOutcome, epoch: int, step: int, train_loss: float, val: dict[str, float | None]

@@ -136,7 +136,7 @@ def test_summary_ranks_and_gains(report) -> None:
 def test_markdown_report_golden_lines() -> None:
     text = runner.invoke(app, ["report", str(GOLDEN)]).output
     assert (
-        "| r18 | full | 0.7200 ± 0.0497 (3) | +0.2000 [+0.1547, +0.2453] | yes (p=0.00026) | 0.2 | 1.4 | 1024 | "
+        "| r18 | full | 0.7200 ± 0.0497 (3) | +0.2000 [+0.1547, +0.2453] | yes (p=0.00026) | 0.2 ± 0 | 1.4 | 1024 | "
         "1.00k (1%) | - | +1 | +200 | ★ | ok |"
     ) in text
     assert "| r18 | distill | - | - | - | - | - | - | - (-%) | - | - | - |  | 3 failed: RuntimeError" in text
@@ -284,3 +284,34 @@ def test_compare_flags_changes_beyond_noise_only(tmp_path: Path) -> None:
     text = runner.invoke(app, ["compare", str(GOLDEN), str(other)]).output
     assert "1 of 11 cells changed beyond noise" in text
     assert "| cls | r18 | full | top1 | 0.7200 ± 0.0497 (3) | 0.8200 ± 0.0497 (3) |" in text
+
+
+def test_report_marks_doubtful_and_loader_bound_timings(tmp_path: Path) -> None:
+    """Costs get the metrics' treatment: an interval over seeds, and a mark with its reason when in doubt."""
+    copy = tmp_path / "timed"
+    shutil.copytree(GOLDEN, copy)
+    store = Store(copy)
+    for result in store.results():
+        if result.task != "cls" or result.backbone != "r18" or result.status != "ok":
+            continue
+        data = result.to_json()
+        cost = data["cost"]
+        cost.update(cores=2, load_start=1.0, load_end=1.2)
+        if result.strategy == "full":  # waited for its loader half of the time
+            cost["data_wait_seconds"] = cost["train_seconds"] / 2
+        if result.strategy == "probe" and result.seed == 1:  # another process shared the CPU
+            cost.update(train_seconds=cost["train_seconds"] * 4, load_end=4.4)
+        store.save(CellResult.from_json(data))
+    rows = build_report(copy, tasks=("cls",)).tables[0].rows.set_index(["backbone", "strategy"])
+    full, probe, bitfit = rows.loc[("r18", "full")], rows.loc[("r18", "probe")], rows.loc[("r18", "bitfit")]
+    assert full["loader_bound"] and full["data_wait_fraction"] == pytest.approx(0.5) and not full["timing_disturbed"]
+    assert (
+        probe["timing_disturbed"]
+        and probe["timing_doubt"] == "seeds' time per step differs 4.0x; load average 4.4 on 2 cores"
+    )
+    assert probe["train_device_hours_ci_half_width"] > 0
+    assert not bitfit["timing_disturbed"] and not bitfit["loader_bound"]
+    text = runner.invoke(app, ["report", str(copy), "--task", "cls"]).output
+    assert "(loader-bound)" in text and " † |" in text
+    assert "† r18 / probe: timing doubtful (seeds' time per step differs 4.0x; load average 4.4 on 2 cores)" in text
+    assert "r18 / full: loader-bound, 50% of training spent waiting for batches" in text

@@ -163,8 +163,15 @@ def test_duplicate_settings_exit_2_on_the_command_line(tmp_path: Path) -> None:
         ({"training": {"lr": True}}, "training.lr: Input should be a valid number (got True)"),
         ({"training": {"epochs": "1"}}, "training.epochs: Input should be a valid integer (got '1')"),
         ({"training": {"epochs": 1.0}}, "training.epochs: Input should be a valid integer (got 1.0)"),
-        ({"training": {"amp": "yes"}}, "training.amp: Input should be a valid boolean (got 'yes')"),
-        ({"training": {"amp": 1}}, "training.amp: Input should be a valid boolean (got 1)"),
+        (
+            {"training": {"amp": "yes"}},
+            "training.amp: Value error, allowed: 'auto', 'fp16', 'bf16', true, false (got 'yes')",
+        ),
+        ({"training": {"amp": 1}}, "training.amp: Value error, allowed: 'auto', 'fp16', 'bf16', true, false (got 1)"),
+        (
+            {"training": {"channels_last": "on"}},
+            "training.channels_last: Value error, allowed: 'auto', true, false (got 'on')",
+        ),
         ({"training": {"lr": [0.1, "0.2"]}}, "training.lr[1]: Input should be a valid number (got '0.2')"),
         ({"seeds": ["0"]}, "seeds[0]: Input should be a valid integer (got '0')"),
         ({"seeds": [True]}, "seeds[0]: Input should be a valid integer (got True)"),

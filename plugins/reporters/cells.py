@@ -23,6 +23,19 @@ def _significance(row: dict[str, Any], baseline: str | None) -> str:
     return f"{'yes' if row['significant'] else 'no'} (p={row['p_value']:.2g})"
 
 
+DISTURBED_MARK = "†"
+
+
+def _device_hours(row: dict[str, Any]) -> str:
+    """Mean device-hours ± the interval's half-width over seeds, † when the timing is doubtful."""
+    text = significant_figures(row["train_device_hours"])
+    half = row.get("train_device_hours_ci_half_width")
+    if half is not None and not missing(half):
+        noise = half < 1e-9 * abs(row["train_device_hours"])  # equal seeds: the float sum's rounding, not spread
+        text += f" ± {0 if noise else significant_figures(half)}"
+    return text + (f" {DISTURBED_MARK}" if row.get("timing_disturbed") else "")
+
+
 def task_header(table: TaskTable, swept: bool, devices: bool) -> list[str]:
     return [
         "backbone",
@@ -70,8 +83,8 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
                 metric,
                 gain,
                 _significance(row, table.baseline),
-                significant_figures(row["train_device_hours"]),
-                number(row["samples_per_second"], 1),
+                _device_hours(row),
+                number(row["samples_per_second"], 1) + (" (loader-bound)" if row.get("loader_bound") else ""),
                 number(row["peak_memory_mib"], 0),
                 trainable,
                 "-" if missing(flops) else significant_figures(flops / 1e9),
