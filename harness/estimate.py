@@ -229,7 +229,7 @@ def count_flops(cell: Cell, registry: Registry, classes: int) -> float | str:
             with device:
                 plugin = registry.create("backbone", chosen["name"], chosen.get("options"))
                 model = task.build_model(plugin.build(task.output_stride()), classes).train()
-            batch = task.to_device(task.collate(_synthetic(spec["kind"], task, size, classes, count)), device)
+            batch = task.to_device(task.collate(synthetic_samples(spec["kind"], task, size, classes, count)), device)
             flops = flops_per_sample(functools.partial(task.loss, model, batch), count)
             if flops:
                 return flops
@@ -266,7 +266,7 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer([{"params": list(model.parameters())}], training)  # type: ignore[list-item]
     size = int(getattr(dataset.options, "image_size", 224))
-    samples = _synthetic(spec["kind"], task, size, classes, training.batch_size)
+    samples = synthetic_samples(spec["kind"], task, size, classes, training.batch_size)
     batch = to_memory_format(task.to_device(task.collate(samples), setup.device), setup)
 
     def step() -> None:
@@ -284,7 +284,7 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
     return steps * training.batch_size / (time.perf_counter() - started)
 
 
-def _synthetic(kind: str, task: Task, size: int, classes: int, count: int) -> list[Any]:
+def synthetic_samples(kind: str, task: Task, size: int, classes: int, count: int) -> list[Any]:
     """Random samples of a task kind: images in [0, 1], labels, boxes or masks."""
     if kind == "detection":  # Faster R-CNN resizes to its min_size; VOC-like 4:3 images
         height = int(getattr(task.options, "min_size", size))
