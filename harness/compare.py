@@ -121,6 +121,8 @@ def render_comparison(frame: pd.DataFrame, format: str) -> str:
 def parse_fail_on(values: Sequence[str] | None) -> frozenset[str]:
     """`--fail-on` values, repeated or comma-separated; a BenchError names an unknown one."""
     chosen = [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+    if values and not chosen:  # `--fail-on "$EMPTY"` in a CI script would otherwise gate nothing, silently
+        raise BenchError(f"--fail-on: no value given; allowed: {', '.join(FAIL_ON)}")
     for value in chosen:
         if value not in FAIL_ON:
             raise BenchError(f"--fail-on: unknown value {value!r}; allowed: {', '.join(FAIL_ON)}")

@@ -41,33 +41,35 @@ class Override:
     value: Any
 
     def __str__(self) -> str:
-        return f"--set {self.text}"
+        return f"--set {_clip(self.text)}"
 
 
 def parse_override(text: str) -> Override:
     """`PATH=VALUE` -> Override; a `BenchError` (one line) when it is not one."""
     if "=" not in text:
-        raise BenchError(f"--set {text}: not PATH=VALUE; e.g. --set training.epochs=1")
+        raise BenchError(f"--set {_clip(text)}: not PATH=VALUE; e.g. --set training.epochs=1")
     key, value = text.split("=", 1)
     parts = tuple(part.strip() for part in key.split("."))
     if not all(parts):
-        raise BenchError(f"--set {text}: empty key in {key.strip()!r}; give a dotted path, e.g. training.epochs")
+        raise BenchError(
+            f"--set {_clip(text)}: empty key in {_clip(key.strip())!r}; give a dotted path, e.g. training.epochs"
+        )
     return Override(text, parts, parse_value(value, text))
 
 
 def parse_value(text: str, given: str) -> Any:
     """A TOML value (`1`, `[4, 8]`, `"x"`, `{ a = 1 }`), or else the text itself as a string."""
     if not text.isprintable():
-        raise BenchError(f"--set {given}: line breaks and control characters are not allowed in a value")
+        raise BenchError(f"--set {_clip(given)}: line breaks and control characters are not allowed in a value")
     try:
         parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError as exc:
         bare = text.strip()
         if bare[:1] in ("[", "{", '"', "'"):  # meant as TOML: say why it is not, rather than take it as text
-            raise BenchError(f"--set {given}: {bare!r} is not a TOML value: {exc}") from None
+            raise BenchError(f"--set {_clip(given)}: {_clip(bare)!r} is not a TOML value: {exc}") from None
         return bare
     except RecursionError:
-        raise BenchError(f"--set {given}: the value is nested too deeply") from None
+        raise BenchError(f"--set {_clip(given)}: the value is nested too deeply") from None
     return parsed["v"]
 
 
@@ -88,7 +90,7 @@ def _apply(data: dict[str, Any], override: Override) -> None:
     node: Any = data
     i = 0
     while True:
-        where = ".".join(path[:i])
+        where = _clip(".".join(path[:i]))
         if isinstance(node, dict):
             key = path[i]
             if i == len(path) - 1:
@@ -112,7 +114,9 @@ def _apply(data: dict[str, Any], override: Override) -> None:
                 node[index] = {"name": node[index]}
             node = node[index]
         else:
-            raise BenchError(f"{override}: {where} is {_short(node)}, not a table; {path[i]!r} cannot be set in it")
+            raise BenchError(
+                f"{override}: {where} is {_short(node)}, not a table; {_clip(path[i])!r} cannot be set in it"
+            )
 
 
 def _entry(items: list[Any], path: tuple[str, ...], i: int, table: str | None, override: Override) -> tuple[int, int]:
@@ -140,13 +144,13 @@ def _entry(items: list[Any], path: tuple[str, ...], i: int, table: str | None, o
             return int(part), 1
         named = ", ".join(str(id_) for id_ in ids if id_ is not None) or "none declared"
         index = f" and no entry {part} ({len(items)} entries)" if part.isascii() and part.isdigit() else ""
-        raise BenchError(f"{override}: no {what} named {part!r}{index}; {table}: {named}")
+        raise BenchError(f"{override}: no {what} named {_clip(part)!r}{index}; {table}: {named}")
     part = path[i]
-    where = ".".join(path[:i])
+    where = _clip(".".join(path[:i]))
     if part.isascii() and part.isdigit() and int(part) < len(items):
         return int(part), 1
     if not items:
-        raise BenchError(f"{override}: {where} is an empty list; there is no entry {part!r} to set")
+        raise BenchError(f"{override}: {where} is an empty list; there is no entry {_clip(part)!r} to set")
     raise BenchError(f"{override}: {where} is a list of {len(items)}; give an index from 0 to {len(items) - 1}")
 
 
@@ -158,6 +162,15 @@ def _entry_id(item: Any, fields: tuple[str, ...]) -> str | None:
             if isinstance(item.get(field), str):
                 return str(item[field])
     return None
+
+
+#: the most characters of an option (or a part of it) an error message repeats
+SHOWN = 120
+
+
+def _clip(text: str) -> str:
+    """`text`, cut to `SHOWN` characters: an error about a 100 kB value stays a readable line."""
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
 def _short(value: Any) -> str:

@@ -65,7 +65,7 @@ def parse_only(texts: Sequence[str] | None, keys: Sequence[str] = ONLY_KEYS) -> 
     values: dict[str, list[str]] = {}
     given: list[str] = []
     for text in texts or ():
-        parts = [part.strip() for part in text.split(",")]
+        parts = [part.strip() for part in _split_parts(text)]
         if not text.strip():
             raise BenchError("--only: empty; give KEY=VALUE pairs, e.g. --only task=shapes-cls,strategy=full")
         for part in parts:
@@ -88,6 +88,27 @@ def parse_only(texts: Sequence[str] | None, keys: Sequence[str] = ONLY_KEYS) -> 
                 values[key].append(value)
             given.append(f"{key}={value}")
     return CellFilter({key: tuple(v) for key, v in values.items()}, tuple(given))
+
+
+def _split_parts(text: str) -> list[str]:
+    """`--only` text -> its KEY=VALUE parts: split at commas, but not inside brackets or braces (nor a
+    quoted string in them), so a list-valued setting as `bench plan` shows it
+    (`setting=layers=['conv', 'linear']`) stays one part."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"" and depth:
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def available(cells: Iterable[Cell]) -> dict[str, list[str]]:

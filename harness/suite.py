@@ -512,7 +512,7 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
     if error["type"] == "extra_forbidden":
         parent = _model_at(root, loc[:-1])
         allowed = ", ".join(f for f in parent.model_fields if f not in INTERNAL_FIELDS) if parent else "?"
-        message = f"{where}: unknown key; allowed: {allowed}"
+        message = f"{where}: unknown key; " + (f"allowed: {allowed}" if allowed else "this table takes no keys")
     elif error["type"] == "missing":
         message = f"{where}: required key is missing"
     else:

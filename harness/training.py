@@ -239,7 +239,10 @@ class TrainingLoop:
         outcome = FitOutcome(
             optimizer=self.optimizer, train_seconds=train_seconds, eval_seconds=eval_seconds, model=model
         )
-        outcome.warmup_steps = warmup = warmup_steps(self.total)
+        warmup = warmup_steps(self.total)
+        if setup.compile and self.total > 1:
+            warmup = max(warmup, 1)  # the compiling step never counts toward the throughput
+        outcome.warmup_steps = warmup
         measured_seconds = measured_samples = 0.0
         window = window_wait = first_step_seconds = 0.0  # the throughput window: opened at, data wait then
         step = 0
@@ -322,6 +325,8 @@ class TrainingLoop:
             ordinary = (outcome.train_seconds - train_seconds - first_step_seconds) / (step - 1)
             outcome.compile_seconds = max(0.0, first_step_seconds - ordinary)
             outcome.train_seconds -= outcome.compile_seconds
+        elif setup.compile and context.notes.get("compile") == "used":
+            context.notes["compile"] = "used; a one-step run: its compile time is in train_seconds"
         if measured_samples and measured_seconds > 0:
             outcome.samples_per_second = measured_samples / measured_seconds
         elif outcome.train_seconds > 0:

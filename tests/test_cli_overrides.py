@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from harness.cli import create_app
 from harness.errors import BenchError
-from harness.overrides import apply_overrides, parse_overrides
+from harness.overrides import SHOWN, apply_overrides, parse_overrides
+from harness.selection import parse_only
 from harness.suite import Training, load_suite
 from tests.conftest import tiny_dataset, tiny_suite, to_toml
 
@@ -290,3 +291,33 @@ def test_only_that_matches_no_cell_says_so(write_suite, tmp_path: Path) -> None:
 def test_parse_errors_are_bench_errors() -> None:
     with pytest.raises(BenchError, match="line breaks"):
         parse_overrides(["name=a\nb"])
+
+
+def test_only_selects_a_list_valued_setting_as_plan_shows_it(write_suite, tmp_path: Path) -> None:
+    """The comma inside `layers=['conv', 'linear']` is part of the value, not a break between KEY=VALUE parts."""
+    strategies = [{"name": "lora", "options": {"rank": 4, "layers": [["conv"], ["conv", "linear"]]}}]
+    suite = write_suite(_cls_suite(tmp_path / "out", strategies=strategies))
+    shown = [row["setting"] for row in _plan_rows(str(suite))]
+    assert shown == ["layers=['conv']", "layers=['conv', 'linear']"]
+    rows = _plan_rows(str(suite), "--only", "setting=layers=['conv', 'linear'],task=cls")
+    assert [row["setting"] for row in rows] == ["layers=['conv', 'linear']"]
+    rows = _plan_rows(str(suite), "--only", 'setting=layers=["conv","linear"],setting=layers=["conv"]')
+    assert len(rows) == 2
+    assert parse_only(["task=a,setting=x=[1, 2],strategy=b'c,seed=0"]).given == (
+        "task=a", "setting=x=[1, 2]", "strategy=b'c", "seed=0",
+    )  # fmt: skip
+
+
+def test_a_huge_set_is_still_a_short_line(write_suite, tmp_path: Path) -> None:
+    """An error repeats at most SHOWN characters of an option, however long the value or path."""
+    suite = write_suite(_cls_suite(tmp_path / "out"))
+    for option in (
+        "name=" + "x" * 100_000,
+        "training.epochs=" + "[" * 2000 + "]" * 2000,
+        "tasks." + "x" * 5000 + ".training.epochs=1",
+        "x" * 5000,
+        "training.lr=[" + "1," * 5000,
+        "training.epochs." + "y" * 5000 + "=1",
+    ):
+        line = _error(runner.invoke(app, ["plan", str(suite), "--set", option]))
+        assert len(line) < 4 * SHOWN + 400, line[:300]

@@ -109,15 +109,15 @@ def test_both_kinds_in_one_summary_line(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1] == "1 regression beyond noise (alpha 0.05): cls / r18 / full"
 
 
-@pytest.mark.parametrize("value", ["regresion", "regression,everything", ""])
+@pytest.mark.parametrize("value", ["regresion", "regression,everything", "", ","])
 def test_an_unknown_fail_on_value_is_one_line_and_exit_2(value: str) -> None:
     done = _compare(GOLDEN, GOLDEN, "--fail-on", value)
-    if not value:  # nothing asked: no gate
-        assert done.exit_code == 0
-        return
     assert done.exit_code == 2
     bad = value.split(",")[-1]
-    assert done.stderr == f"error: --fail-on: unknown value {bad!r}; allowed: regression, missing\n"
+    if bad:
+        assert done.stderr == f"error: --fail-on: unknown value {bad!r}; allowed: regression, missing\n"
+    else:  # an empty `--fail-on "$GATE"` in a CI script must not pass as "no gate"
+        assert done.stderr == "error: --fail-on: no value given; allowed: regression, missing\n"
     assert done.stdout == ""  # refused before reading the runs
 
 
