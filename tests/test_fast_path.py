@@ -242,3 +242,13 @@ def test_timing_verdicts() -> None:
     assert shared.doubts == ["seeds' time per step differs 4.2x", "load average 4.2 on 2 cores"]
     waiting = judge_timing([SeedTiming(10.0, 100, 4.0, None, 0)])
     assert waiting.loader_bound and waiting.data_wait_fraction == pytest.approx(0.4) and not waiting.disturbed
+
+
+def test_the_compiling_step_is_kept_out_of_the_throughput(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # compiles instantly, as a stand-in
+    two = train_briefly(registry.create("strategy", "full"), steps=2, compile=True)
+    assert warmup_steps(2) == 0 and two.outcome.warmup_steps == 1  # a run this short still leaves the first out
+    assert two.outcome.compile_seconds >= 0.0
+    one = train_briefly(registry.create("strategy", "full"), steps=1, compile=True)
+    assert one.outcome.compile_seconds == 0.0
+    assert one.outcome.model is not None
