@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import BenchError
+
+if TYPE_CHECKING:
+    from harness.suite import Suite
 
 
 class _Stdout(Console):
@@ -154,6 +157,21 @@ def suite_path(suite: Path) -> Path:
     raise BenchError(f"{suite}: no such suite file or bundled suite; bundled: {', '.join(names)}")
 
 
+def load_given(
+    suite: Path, overrides: list[str] | None, *, output: str | None, device: str | None, seeds: str | None
+) -> Suite:
+    """The suite `run` and `plan` work on: the file (or bundled suite) with its `--set` overrides
+    applied before validation, then `--output`, `--device` and `--seeds`, which win over them."""
+    from harness.suite import load_suite, with_overrides
+
+    return with_overrides(
+        load_suite(suite_path(suite), overrides=overrides or ()),
+        output=parse_output(output),
+        device=device,
+        seeds=parse_seeds(seeds),
+    )
+
+
 def run(
     suite: SuiteArg = DEFAULT_SUITE,
     fresh: Annotated[
@@ -179,15 +197,10 @@ def run(
     from harness.registry import default_registry
     from harness.runner import run_suite
     from harness.selection import parse_only
-    from harness.suite import check_loggers, load_suite, with_overrides
+    from harness.suite import check_loggers, with_overrides
 
     selected = parse_only(only)
-    loaded = with_overrides(
-        load_suite(suite_path(suite), overrides=overrides or ()),
-        output=parse_output(output),
-        device=device,
-        seeds=parse_seeds(seeds),
-    )
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
     if executor is not None and executor != loaded.executor.name:
         allowed = default_registry().names("executor")
         if executor not in allowed:
@@ -269,19 +282,13 @@ def plan(
     from harness.registry import default_registry
     from harness.selection import parse_only, select_cells
     from harness.store import Store
-    from harness.suite import load_suite, with_overrides
 
     if format not in PLAN_FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
     if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     selected = parse_only(only)
-    loaded = with_overrides(
-        load_suite(suite_path(suite), overrides=overrides or ()),
-        seeds=parse_seeds(seeds),
-        device=device,
-        output=parse_output(output),
-    )
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
     registry = default_registry()
     store = Store(loaded.output_dir())
     grid = plan_cells(loaded, registry)

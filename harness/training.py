@@ -365,10 +365,7 @@ class TrainingLoop:
         try:
             return self.task.loss_and_outputs(self.forward, batch)  # type: ignore[arg-type]
         except Exception as exc:  # the compiler's failure, found at the first call
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            warnings.warn(f"torch.compile failed, training eagerly: {reason}", RuntimeWarning, stacklevel=2)
-            self.context.notes["compile"] = f"fell back to eager: {reason}"
-            self.forward = self.eager
+            self.forward = self._eager_after("failed", exc)
             self.optimizer.zero_grad(set_to_none=True)
             return self.task.loss_and_outputs(self.eager, batch)
 
@@ -377,12 +374,17 @@ class TrainingLoop:
         try:
             compiled = torch.compile(model)
         except Exception as exc:  # e.g. a Python torch cannot compile on
-            reason = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"torch.compile unavailable, training eagerly: {reason}", RuntimeWarning, stacklevel=2)
-            self.context.notes["compile"] = f"fell back to eager: {reason}"
-            return model
+            return self._eager_after("unavailable", exc)
         self.context.notes["compile"] = "used"
         return compiled  # type: ignore[return-value]
+
+    def _eager_after(self, what: str, exc: Exception) -> TaskModel:
+        """Say once, as a warning and in the result's notes, why training goes on without compiling."""
+        text = str(exc).strip()
+        reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        warnings.warn(f"torch.compile {what}, training eagerly: {reason}", RuntimeWarning, stacklevel=3)
+        self.context.notes["compile"] = f"fell back to eager: {reason}"
+        return self.eager
 
     def _record(
         self, outcome: FitOutcome, epoch: int, step: int, train_loss: float, val: dict[str, float | None]
