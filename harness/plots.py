@@ -1,9 +1,13 @@
-"""`bench plot`: the report's numbers as PNG figures a reader understands without the code.
+"""`bench plot`: the report's numbers as figures a reader understands without the code.
 
-- `<task>-cost.png`: test metric (mean ± 95% CI) against training device-hours and against
+- `<task>-cost.<fmt>`: test metric (mean ± 95% CI) against training device-hours and against
   trainable parameters, both log scale, with each panel's Pareto frontier;
-- `<task>-curves.png`: validation metric and training loss per epoch, one line per cell;
-- `gains-heatmap.png`: mean gain over the baseline, strategy x task (averaged over backbones).
+- `<task>-curves.<fmt>`: validation metric and training loss per epoch, one line per cell;
+- `gains-heatmap.<fmt>`: mean gain over the baseline, strategy x task (averaged over backbones),
+  the baseline's own row left out and significant gains marked.
+
+Each figure is written once per format (`png`, `pdf`, `svg`) at the chosen dpi (raster formats only).
+Colour always means the strategy and marker or line style the backbone: each has a legend of its own.
 
 matplotlib is an optional extra (`pip install 'bench[plot]'`), imported when a figure is drawn:
 without it, `require_matplotlib` (and every figure) raises a one-line `BenchError` naming the extra.
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     import matplotlib.pyplot as plt
 
 MARKERS = "osD^vP*Xh<>"
+FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+DEFAULT_DPI = 150
 MISSING = "bench plot needs matplotlib: pip install 'bench[plot]'"
 
 
@@ -59,6 +65,25 @@ def _colours(names: list[str]) -> dict[str, Any]:
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
+def _save(fig: Any, path: Path, formats: tuple[str, ...], dpi: int) -> list[Path]:
+    """The figure once per format beside `path` (its suffix replaced); closes the figure."""
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        fig.savefig(target, dpi=dpi, format=fmt)
+        written.append(target)
+    pyplot().close(fig)
+    return written
+
+
+def _legends(fig: Any, by_colour: list[Any], by_shape: list[Any]) -> None:
+    """Two legends outside the axes: colour means the strategy, shape or line style the backbone."""
+    first = fig.legend(handles=by_colour, loc="outside right upper", title="strategy (colour)", fontsize=8)
+    fig.add_artist(first)
+    if by_shape:
+        fig.legend(handles=by_shape, loc="outside right lower", title="backbone (shape)", fontsize=8)
+
+
 def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series, flags: list[bool]) -> None:
     points = sorted((float(a), float(b)) for a, b, f in zip(x, y, flags, strict=True) if f)
     if points:
@@ -67,7 +92,9 @@ def _frontier(ax: plt.Axes, x: pd.Series, y: pd.Series, flags: list[bool]) -> No
         ax.scatter(xs, ys, s=220, facecolors="none", edgecolors="0.2", linewidths=1.2, zorder=3)  # ring the members
 
 
-def cost_figure(table: TaskTable, path: Path) -> Path:
+def cost_figure(
+    table: TaskTable, path: Path, formats: tuple[str, ...] = ("png",), dpi: int = DEFAULT_DPI
+) -> list[Path]:
     plt = pyplot()
     rows = table.rows[(table.rows["n"] > 0)]
     strategies = list(dict.fromkeys(rows["strategy"]))
@@ -93,19 +120,22 @@ def cost_figure(table: TaskTable, path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(f"test {table.metric} (mean ± 95% CI over seeds)")
     handles = [plt.Line2D([], [], color=colour[s], marker="o", linestyle="", label=s) for s in strategies]
-    handles += [plt.Line2D([], [], color="0.4", marker=marker[b], linestyle="", label=b) for b in backbones]
     handles.append(plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=11, markerfacecolor="none",
                               label="Pareto frontier (ringed)"))  # fmt: skip
-    fig.legend(handles=handles, loc="outside right center", title="strategy / backbone", fontsize=8)
+    shapes = [
+        plt.Line2D([], [], color="0.4", marker=marker[b], linestyle="", markerfacecolor="none", label=b)
+        for b in backbones
+    ]
+    _legends(fig, handles, shapes)
     devices = [d for d in dict.fromkeys(rows["device"]) if d]
     where = f"; costs from {len(devices)} devices, not comparable" if len(devices) > 1 else ""
     fig.suptitle(f"{table.task} ({table.kind}): test {table.metric} against training cost{where}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, formats, dpi)
 
 
-def curves_figure(table: TaskTable, results: list, path: Path) -> Path:
+def curves_figure(
+    table: TaskTable, results: list, path: Path, formats: tuple[str, ...] = ("png",), dpi: int = DEFAULT_DPI
+) -> list[Path]:
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -132,23 +162,34 @@ def curves_figure(table: TaskTable, results: list, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     drawn = {r.strategy for r in cells}
     handles = [plt.Line2D([], [], color=c, label=s) for s, c in colour.items() if s in drawn]
-    handles += [
+    shapes = [
         plt.Line2D([], [], color="0.4", linestyle=styles[i % len(styles)], label=b) for i, b in enumerate(backbones)
     ]
-    fig.legend(handles=handles, loc="outside right center", title="strategy / backbone", fontsize=8)
+    _legends(fig, handles, shapes if len(backbones) > 1 else [])
     fig.suptitle(f"{table.task} ({table.kind}): learning curves, one line per cell (seed)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, formats, dpi)
 
 
-def gains_heatmap(report: Report, path: Path) -> Path | None:
-    """Mean gain over the baseline per strategy x task, averaged over backbones; None without gains."""
+def gains_heatmap(
+    report: Report, path: Path, formats: tuple[str, ...] = ("png",), dpi: int = DEFAULT_DPI
+) -> list[Path]:
+    """Mean gain over the baseline per strategy x task, averaged over backbones, the baseline's own
+    row of zeros left out; a cell is starred when its gain is significant for every backbone shown.
+    Nothing is drawn (an empty list) without gains."""
     plt = pyplot()
     frame = report.to_frame()
     if frame.empty or frame["gain"].isna().all():
-        return None
+        return []
+    baselines_of = {t.task: t.baseline for t in report.tables}
+    frame = frame[[baselines_of.get(task) != strategy for task, strategy in zip(frame["task"], frame["strategy"],
+                                                                              strict=True)]]  # fmt: skip
+    frame = frame[frame["gain"].notna()]
+    if frame.empty:
+        return []
     grid = frame.pivot_table(index="strategy", columns="task", values="gain", aggfunc="mean", sort=False)
+    marks = frame.assign(sig=frame["significant"].map(lambda v: v is True)).pivot_table(
+        index="strategy", columns="task", values="sig", aggfunc="all", sort=False
+    ).reindex(index=grid.index, columns=grid.columns)
     size = (max(4.5, 2.0 + 1.3 * grid.shape[1]), 1.4 + 0.45 * grid.shape[0])
     fig, ax = plt.subplots(figsize=size, layout="constrained")
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
@@ -159,14 +200,15 @@ def gains_heatmap(report: Report, path: Path) -> Path | None:
     ax.set_yticks(range(grid.shape[0]), grid.index)
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
         if not math.isnan(value):
-            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=8,
+            mark = marks.iat[i, j]
+            star = "*" if not pd.isna(mark) and bool(mark) else ""
+            ax.text(j, i, f"{value:+.3f}{star}", ha="center", va="center", fontsize=8,
                     color="white" if abs(value) > 0.6 * limit else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, label="gain over the baseline (metric units)")
     baselines = ", ".join(sorted({t.baseline for t in report.tables if t.baseline}))
-    ax.set_title(f"gain over {baselines or 'the baseline'}\n(test split, mean over backbones)", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.set_title(f"gain over {baselines or 'the baseline'}\n(test split, mean over backbones; "
+                 "* significant for every backbone)", fontsize=10)  # fmt: skip
+    return _save(fig, path, formats, dpi)
 
 
 def _metrics(report: Report, grid: pd.DataFrame) -> list[str]:
@@ -174,17 +216,27 @@ def _metrics(report: Report, grid: pd.DataFrame) -> list[str]:
     return [by_task.get(str(task), "") for task in grid.columns]
 
 
-def write_plots(report: Report, results_dir: str | Path, output: Path) -> list[Path]:
-    """Every figure of the report into `output`; returns the files written."""
+def write_plots(
+    report: Report,
+    results_dir: str | Path,
+    output: Path,
+    formats: tuple[str, ...] = ("png", "pdf"),
+    dpi: int = DEFAULT_DPI,
+) -> list[Path]:
+    """Every figure of the report into `output`, once per format; returns the files written."""
     require_matplotlib()
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise BenchError(f"--format: {', '.join(unknown) or 'nothing'} is not a figure format; allowed: "
+                         f"{', '.join(FORMATS)}")  # fmt: skip
+    if not 10 <= dpi <= 1200:
+        raise BenchError(f"--dpi: {dpi} is outside 10..1200")
     output.mkdir(parents=True, exist_ok=True)
     results = planned_results(results_dir)
     written = []
     for table in report.tables:
         stem = file_stem(table.task)
-        written.append(cost_figure(table, output / f"{stem}-cost.png"))
-        written.append(curves_figure(table, results, output / f"{stem}-curves.png"))
-    heatmap = gains_heatmap(report, output / "gains-heatmap.png")
-    if heatmap is not None:
-        written.append(heatmap)
+        written += cost_figure(table, output / f"{stem}-cost.png", formats, dpi)
+        written += curves_figure(table, results, output / f"{stem}-curves.png", formats, dpi)
+    written += gains_heatmap(report, output / "gains-heatmap.png", formats, dpi)
     return written

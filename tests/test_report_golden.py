@@ -220,6 +220,20 @@ def test_html_is_one_self_contained_file_with_every_table() -> None:
     assert '<tr class="pareto">' in text and "Definitions" in text
 
 
+def test_html_tables_fit_a_1280_pixel_window() -> None:
+    """The layout rule: cells wrap at spaces only, so each table's narrowest width (the sum of its
+    columns' longest words) fits the window, and every table scrolls in its own box if it ever must."""
+    from bench_plugins.reporters.html import BODY_MARGIN_PX, STYLE, WINDOW_PX, narrowest_width_px
+
+    text = runner.invoke(app, ["report", str(GOLDEN), "-f", "html"]).output
+    parser = _Tables()
+    parser.feed(text)
+    assert "white-space: nowrap" not in STYLE and "position: sticky" in STYLE
+    assert text.count('<div class="table-box"><table>') == text.count("<table>") == len(parser.tables)
+    for header, *rows in parser.tables:
+        assert narrowest_width_px(header, rows) <= WINDOW_PX - 2 * BODY_MARGIN_PX - 20  # 20 px: a scroll bar
+
+
 def test_latex_is_booktabs_and_compiles_when_tex_is_installed(tmp_path: Path) -> None:
     text = runner.invoke(app, ["report", str(GOLDEN), "-f", "latex"]).output
     assert text.count(r"\toprule") == text.count(r"\bottomrule") == 3 and r"\usepackage{booktabs}" in text
@@ -245,12 +259,67 @@ def test_plots_are_written_and_not_empty(tmp_path: Path) -> None:
     done = runner.invoke(app, ["plot", str(GOLDEN), "-o", str(tmp_path)])
     assert done.exit_code == 0, done.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["cls-cost.png", "cls-curves.png", "gains-heatmap.png", "seg-cost.png", "seg-curves.png"]
-    for path in tmp_path.iterdir():
+    stems = ["cls-cost", "cls-curves", "gains-heatmap", "seg-cost", "seg-curves"]
+    assert names == sorted(f"{s}.{fmt}" for s in stems for fmt in ("pdf", "png"))
+    for path in tmp_path.glob("*.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         pixels = imread(path)
         assert min(pixels.shape[:2]) > 300
         assert pixels[..., :3].std() > 0.05  # drawn on, not a blank canvas
+    for path in tmp_path.glob("*.pdf"):
+        assert path.read_bytes()[:5] == b"%PDF-"
+
+
+def test_plot_formats_and_dpi(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    low, high = tmp_path / "low", tmp_path / "high"
+    assert runner.invoke(app, ["plot", str(GOLDEN), "-o", str(low), "-f", "png", "--dpi", "50"]).exit_code == 0
+    done = runner.invoke(app, ["plot", str(GOLDEN), "-o", str(high), "-f", "png,svg", "--dpi", "100"])
+    assert done.exit_code == 0, done.output
+    assert (high / "gains-heatmap.svg").read_text().lstrip().startswith("<?xml")
+    assert not list(low.glob("*.svg")) and not list(low.glob("*.pdf"))
+    small, large = imread(low / "cls-cost.png"), imread(high / "cls-cost.png")
+    assert abs(large.shape[1] / small.shape[1] - 2.0) < 0.05  # pixels scale with the dpi
+    bad = runner.invoke(app, ["plot", str(GOLDEN), "-o", str(tmp_path / "x"), "-f", "jpeg"])
+    assert bad.exit_code == 2 and "jpeg" in bad.output and "png, pdf, svg" in bad.output
+
+
+def test_gains_heatmap_leaves_out_the_baseline_row_and_marks_significance(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    from harness.plots import gains_heatmap
+    from harness.report import build_report
+
+    report = build_report(GOLDEN)
+    captured: list[list[str]] = []
+    original = Axes.set_yticks
+
+    def spy(self, ticks, labels=None, **kw):  # type: ignore[no-untyped-def]
+        captured.append([str(label) for label in (list(labels) if labels is not None else [])])
+        return original(self, ticks, labels, **kw)
+
+    texts: list[str] = []
+    original_text = Axes.text
+
+    def text_spy(self, x, y, s, *a, **kw):  # type: ignore[no-untyped-def]
+        texts.append(str(s))
+        return original_text(self, x, y, s, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Axes, "set_yticks", spy)
+        mp.setattr(Axes, "text", text_spy)
+        written = gains_heatmap(report, tmp_path / "g.png", ("png",), 60)
+    assert written == [tmp_path / "g.png"]
+    baselines = {t.baseline for t in report.tables}
+    assert captured and not baselines & set(captured[-1])
+    frame = report.to_frame()
+    shown = frame[~frame["strategy"].isin(baselines) & frame["gain"].notna()]
+    significant = shown.groupby(["strategy", "task"])["significant"].agg(lambda v: all(x is True for x in v))
+    assert sum(t.endswith("*") for t in texts) == int(significant.sum())
 
 
 def _shifted_copy(tmp_path: Path, shift: dict[tuple[str, str], float]) -> Path:

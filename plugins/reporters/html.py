@@ -9,19 +9,38 @@ from bench_plugins.reporters.cells import PARETO_MARK, summary_rows, table_title
 from harness import Reporter, hookimpl
 from harness.report import Report
 
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #1f2328; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: tabular-nums; }
-th, td { border-bottom: 1px solid #d0d7de; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th { border-bottom: 2px solid #1f2328; background: #f6f8fa; }
-td:first-child, td:nth-child(2), th:first-child, th:nth-child(2), td:last-child { text-align: left; }
-td:last-child { white-space: normal; max-width: 28em; }
-tr.pareto td { background: #eef8ee; }
-tr.problem td { color: #9a6700; }
-caption { text-align: left; font-weight: 600; }
-ul.notes { color: #57606a; }
-dl dt { font-weight: 600; } dl dd { margin: 0 0 0.4em 1.5em; }
+# The layout rule: every table fits a 1280 px window. Cells wrap at spaces (never inside a number),
+# so a table's narrowest width is the sum of each column's longest unbreakable word; the first two
+# columns (backbone, strategy) stay in view if a very wide table must still scroll inside its box.
+WINDOW_PX = 1280
+BODY_MARGIN_PX = 16
+CELL_PADDING_PX = 10
+CHAR_PX = 7.2  # 12.5 px system-ui with tabular figures: the widest average glyph we render
+STYLE = f"""
+body {{ font: 12.5px/1.4 system-ui, sans-serif; margin: 1em {BODY_MARGIN_PX}px; color: #1f2328; }}
+.table-box {{ overflow-x: auto; max-width: 100%; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: tabular-nums; }}
+th, td {{ border-bottom: 1px solid #d0d7de; padding: 3px {CELL_PADDING_PX // 2}px; text-align: right;
+  white-space: normal; overflow-wrap: normal; vertical-align: top; }}
+th {{ border-bottom: 2px solid #1f2328; background: #f6f8fa; }}
+td:first-child, td:nth-child(2), th:first-child, th:nth-child(2), td:last-child {{ text-align: left; }}
+td:first-child, th:first-child {{ position: sticky; left: 0; background: #fff; }}
+th:first-child {{ background: #f6f8fa; }}
+td:last-child {{ max-width: 22em; }}
+tr.pareto td {{ background: #eef8ee; }}
+tr.problem td {{ color: #9a6700; }}
+ul.notes {{ color: #57606a; max-width: 110em; }}
+dl dt {{ font-weight: 600; }} dl dd {{ margin: 0 0 0.4em 1.5em; }}
 """
+
+
+def narrowest_width_px(header: list[str], rows: list[list[str]]) -> float:
+    """The table's width when every cell wraps at its spaces: the layout rule's measure."""
+    total = 0.0
+    for i, name in enumerate(header):
+        words = [w for text in [name, *(row[i] for row in rows)] for w in text.split()]
+        total += max((len(w) for w in words), default=0) * CHAR_PX + CELL_PADDING_PX
+    return total
 
 
 def html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
@@ -30,7 +49,11 @@ def html_table(header: list[str], rows: list[list[str]], classes: list[str] | No
     for i, row in enumerate(rows):
         css = f' class="{classes[i]}"' if classes and classes[i] else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+    return (
+        f'<div class="table-box"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(body)
+        + "\n</tbody>\n</table></div>"
+    )
 
 
 class Html(Reporter):
