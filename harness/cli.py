@@ -623,8 +623,12 @@ def plot(
         str | None, typer.Option(help="Strategy to measure gains against (default: the suite's).")
     ] = None,
     metric: Annotated[str | None, typer.Option(help="Metric to plot (default: each task's).")] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="Figure formats, comma-separated: png, pdf, svg.")
+    ] = "png,pdf",
+    dpi: Annotated[int, typer.Option(help="Resolution of the raster formats (png), 10..1200.")] = 150,
 ) -> None:
-    """Draw PNG figures: metric vs cost with the Pareto frontier, learning curves, a gain heatmap."""
+    """Draw figures (PNG and PDF by default): metric vs cost with the Pareto frontier, curves, a gain heatmap."""
     from harness.plots import require_matplotlib, write_plots
     from harness.report import ReportOptions, build_report
     from harness.suite import output_problem
@@ -636,7 +640,7 @@ def plot(
         raise BenchError(f"--output: {problem}")
     built = build_report(results, ReportOptions(metric=metric, baseline=baseline))
     try:  # write_plots reads the cells again and warns of the files it skips
-        written = write_plots(built, results, folder)
+        written = write_plots(built, results, folder, tuple(f.strip() for f in format.split(",") if f.strip()), dpi)
     except OSError as exc:
         raise BenchError(f"--output: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
     for path in written:
