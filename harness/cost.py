@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import resource
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,30 +15,80 @@ from torch import nn
 
 from harness.devices import DeviceSetup
 
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_STATUS = Path("/proc/self/status")
+#: how often the CPU meter samples the resident size: short against a training step
+SAMPLE_SECONDS = 0.002
+_STATM = Path("/proc/self/statm")
+_PAGE = resource.getpagesize()
 
 
-def reset_peak_memory(setup: DeviceSetup) -> None:
-    """Start a fresh peak-memory window for the next cell."""
-    if setup.is_cuda:
-        torch.cuda.reset_peak_memory_stats(setup.device)
-        return
-    with contextlib.suppress(OSError):  # Linux: writing 5 resets the process's peak RSS (VmHWM)
-        _CLEAR_REFS.write_text("5")
-
-
-def peak_memory(setup: DeviceSetup) -> tuple[int, str]:
-    """Peak bytes since the last reset, and what was measured."""
-    if setup.is_cuda:
-        return int(torch.cuda.max_memory_allocated(setup.device)), "cuda_max_allocated"
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux /proc/self/statm, else psutil, else 0)."""
     try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024, "process_peak_rss"
-    except OSError:
+        return int(_STATM.read_text().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_peak_rss"
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return 0
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap back to the system (glibc), so a cell starts from what is alive, not from what
+    an earlier cell freed: otherwise the next cell reuses those pages unseen and looks smaller."""
+    gc.collect()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+class PeakMemory:
+    """One cell's peak memory: CUDA max allocated since the cell started on a GPU; on the CPU the
+    highest resident size above the cell's starting one, sampled by a background thread.
+
+    `start()` opens the window, `stop()` closes it and returns (bytes, kind).
+    """
+
+    def __init__(self, setup: DeviceSetup, interval: float = SAMPLE_SECONDS) -> None:
+        self.setup, self.interval = setup, interval
+        self.baseline = self.highest = 0
+        self._done = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._measured: tuple[int, str] | None = None
+
+    def start(self) -> PeakMemory:
+        if self.setup.is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.setup.device)
+            return self
+        _release_free_memory()
+        self.baseline = self.highest = resident_bytes()
+        self._sampler = threading.Thread(target=self._sample, name="bench-peak-memory", daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.interval):
+            self.highest = max(self.highest, resident_bytes())
+
+    def stop(self) -> tuple[int, str]:
+        """Peak bytes of the window, and what was measured; the same answer when asked again."""
+        if self._measured is None:
+            if self.setup.is_cuda:
+                self._measured = int(torch.cuda.max_memory_allocated(self.setup.device)), "cuda_max_allocated"
+            else:
+                self._done.set()
+                if self._sampler is not None:
+                    self._sampler.join()
+                self.highest = max(self.highest, resident_bytes())
+                self._measured = max(self.highest - self.baseline, 0), "cell_peak_rss"
+        return self._measured
+
+    def __enter__(self) -> PeakMemory:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

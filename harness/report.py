@@ -41,7 +41,8 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
         ("samples/s", "training samples per second of compute: data wait excluded, and the first "
          f"{WARMUP_STEPS} steps (a quarter of a shorter run: allocator, kernel selection, compilation); "
          f"loader-bound: waiting for batches took over {LOADER_BOUND_FRACTION:.0%} of the training time"),
-        ("peak memory", "CUDA max allocated on a GPU, or the process's peak resident memory on the CPU"),
+        ("peak memory", "the cell's own peak: CUDA max allocated since the cell started on a GPU; on the CPU the "
+         "highest resident size above the cell's starting one, sampled every 2 ms"),
         ("trainable", "parameters the strategy trains, and their share of the task model's parameters"),
         ("FLOPs/sample", "forward and backward FLOPs of one training sample, where counted"),
         ("ROI", "gain per device-hour of training, and gain per million trainable parameters"),

@@ -41,7 +41,9 @@ class Cost:
     load_end: float | None = None
     cores: int = 0
     peak_memory_bytes: int = 0
-    peak_memory_kind: str = ""  # "cuda_max_allocated" or "process_peak_rss"
+    #: the cell's own peak: CUDA max allocated since the cell started ("cuda_max_allocated"), or on the
+    #: CPU the highest resident size above the cell's starting one, sampled every 2 ms ("cell_peak_rss")
+    peak_memory_kind: str = ""
     trainable_params: int = 0
     total_params: int = 0
     flops_per_sample: float | None = None

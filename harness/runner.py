@@ -18,7 +18,7 @@ import torch
 from harness.callbacks import call
 from harness.cell import Cell, plan_cells
 from harness.components import Backbone, BackboneModule, Executor, Strategy, Task, TaskModel, TrainingContext
-from harness.cost import count_parameters, flops_per_sample, peak_memory, reset_peak_memory
+from harness.cost import PeakMemory, count_parameters, flops_per_sample
 from harness.devices import (
     DeviceSetup,
     execution_settings,
@@ -112,8 +112,10 @@ def _train(
     result.provenance = provenance(setup.name, cell.seed)
     nondeterministic: list[str] = []
     result.provenance["execution"] = {**setup.describe(), "nondeterministic_ops": nondeterministic}
-    with execution_settings(setup, nondeterministic):
+    memory = PeakMemory(setup)  # the cell's own peak: from before its model is built to after its test
+    with execution_settings(setup, nondeterministic), memory:
         _train_on(cell, registry, setup, store, observer, result, on_trained, training)
+    result.cost.peak_memory_bytes, result.cost.peak_memory_kind = memory.stop()
 
 
 def _train_on(
@@ -191,17 +193,17 @@ def _train_on(
     loop = TrainingLoop(
         model, task, strategy, groups, loaders, training, setup, metric, len(classes), observer, context
     )
-    reset_peak_memory(setup)
     outcome = strategy.fit(loop)
     if outcome.model is None:
         raise BenchError(f"strategy {strategy.name!r}: fit() must return loop.run()'s outcome")
     cost.eval_seconds = outcome.eval_seconds
-    cost.peak_memory_bytes, cost.peak_memory_kind = peak_memory(setup)
     cost.train_seconds, cost.data_wait_seconds = outcome.train_seconds, outcome.data_wait_seconds
     cost.compile_seconds, cost.warmup_steps = outcome.compile_seconds, outcome.warmup_steps
     cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
     cost.samples_per_second = outcome.samples_per_second
     result.metrics, result.curve, result.best = outcome.metrics, outcome.curve, outcome.best
+    # what predicting without looking scores on the same test split, with the same metric code
+    result.trivial, result.trivial_predictor = task.trivial(iter(test_loader), len(classes)), task.trivial_predictor
     result.notes = dict(context.notes)
     # parameters unfrozen during training (gradual unfreezing) count as trainable too
     trained |= {id(p) for p in model.parameters() if p.requires_grad}

@@ -103,7 +103,7 @@ def test_costs_and_provenance_are_recorded(tmp_path: Path, registry: Registry) -
     assert cost.train_samples == 16 and cost.train_steps == 2
     assert cost.samples_per_second > 0 and cost.train_seconds > 0 and cost.eval_seconds > 0
     assert cost.wall_seconds >= cost.train_seconds
-    assert cost.peak_memory_bytes > 0 and cost.peak_memory_kind == "process_peak_rss"
+    assert cost.peak_memory_bytes > 0 and cost.peak_memory_kind == "cell_peak_rss"
     assert cost.device == "cpu"
     assert torch.__version__.startswith(result.provenance["packages"]["torch"])
     assert result.provenance["seed"] == 0
