@@ -98,11 +98,28 @@ def test_bench_weights_lists_and_says_what_is_cached(hub: Path) -> None:
     runner = CliRunner()
     listed = runner.invoke(create_app(), ["weights", "resnet18", "resnet50"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
-    rows = {
-        tuple(c.strip() for c in line.split("│")[1:5]) for line in listed.output.splitlines() if line.startswith("│")
-    }
-    assert ("resnet18", "IMAGENET1K_V1", "resnet18-f37072fd.pth", "yes") in rows
-    assert ("resnet50", "IMAGENET1K_V2", "resnet50-11ad3fa6.pth", "no") in rows
+    lines = listed.output.splitlines()
+    assert lines[1].startswith("    cache: ") and lines[1].endswith("/checkpoints")  # a long path on its own line
+    assert all(len(line) <= 80 for line in lines[2:])  # piped: plain records within 80 columns
+    r18 = lines.index("resnet18  IMAGENET1K_V1  cached")
+    assert lines[r18 + 1] == "    file: resnet18-f37072fd.pth"  # the name to copy, whole
+    r50 = lines.index("resnet50  IMAGENET1K_V2  not cached")
+    assert lines[r50 + 1] == "    file: resnet50-11ad3fa6.pth"
     fetch = runner.invoke(create_app(), ["weights", "resnet50", "--fetch"])
     assert fetch.exit_code == 2
     assert "weights IMAGENET1K_V2 are not cached and could not be downloaded" in fetch.output
+
+
+def test_plain_records_keep_every_value_whole_within_80_columns() -> None:
+    from harness.records import plain_records
+
+    long_value = "a-very-long-package-name-that-cannot-be-broken-anywhere-at-all-" + "x" * 40
+    text = plain_records(
+        [("strategy", "mine", long_value, "one two three " * 12)], 2, ("kind", "name", "provided by", "what")
+    )
+    lines = text.splitlines()
+    assert lines[0] == "strategy  mine"
+    assert long_value in text  # a word longer than the line stands alone, unbroken
+    assert all(len(line) <= 80 for line in lines if long_value not in line)
+    what = lines.index(next(line for line in lines if line.startswith("    what: ")))
+    assert " ".join(w for line in lines[what:] for w in line.split()) == "what: " + ("one two three " * 12).strip()
