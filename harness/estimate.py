@@ -22,7 +22,7 @@ import functools
 import heapq
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,24 @@ def device_throughput(stated: float | None, device: str) -> Throughput:
     return Throughput(DEFAULT_TFLOPS, "assumed default")
 
 
+def absent_device_note(device: str, stated: float | None, source: str) -> str | None:
+    """One line, said before any number, when the suite's device is not on this machine and no
+    `--tflops` says how fast that device is: the estimate is then for this machine (or a default)."""
+    if stated is not None or device == "cpu" or torch.cuda.is_available():
+        return None
+    if device == "auto":
+        speed = device_throughput(None, device)
+        return (
+            f"{source} runs on device 'auto', and this machine has no CUDA device: the estimate below is for "
+            f"its {usable_cores()} CPU cores ({speed.tflops:g} TFLOPS); for the GPU it will run on, give --tflops "
+            f"(e.g. --tflops {DEFAULT_TFLOPS:g} for an A100-class GPU at a third of its peak)"
+        )
+    return (
+        f"{source} runs on device {device!r}, which this machine does not have: FLOP-based estimates assume "
+        f"{DEFAULT_TFLOPS:g} TFLOPS (an A100-class GPU at a third of its peak); give --tflops for the real device"
+    )
+
+
 @dataclass
 class GroupEstimate:
     """The cells of one task x backbone: how many images they process and how long that takes."""
@@ -136,11 +154,13 @@ def estimate(
     device: str,
     calibrate: bool,
     throughput: Throughput | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[GroupEstimate]:
     """One estimate per task x backbone of `cells` (skipped cells cost nothing).
 
     Throughput: recorded, else calibrated (with `calibrate`), else from FLOPs at `throughput`
-    (default: `device_throughput(None, device)`).
+    (default: `device_throughput(None, device)`). `progress` hears one line before each calibration,
+    which trains a few steps and can take minutes on a CPU.
     """
     groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
@@ -149,6 +169,8 @@ def estimate(
     recorded = _recorded(store)
     setup = resolve_device(device) if calibrate else None
     speed = throughput or device_throughput(None, device)
+    to_calibrate = sum(1 for (t, _), m in groups.items() if not recorded.get((t, m[0].settings["backbone"]["name"])))
+    calibrated = 0
     counted: dict[str, float | str] = {}  # FLOPs per image (or why not), by model and input: counted once
     found = []
     shapes: dict[str, tuple[dict[str, int], int]] = {}  # by task: reading a dataset's files once is enough
@@ -170,6 +192,9 @@ def estimate(
         if rate:
             group.images_per_second, group.source, group.basis = rate, "recorded", "recorded"
         elif setup is not None:
+            if progress is not None:
+                calibrated += 1
+                progress(f"calibrating {calibrated}/{to_calibrate}: {task} x {backbone} on {setup.name}")
             rate = _calibrate(members[0], registry, setup, shapes[task][1])
             group.images_per_second, group.source, group.basis = rate, f"calibrated on {setup.name}", "calibrated"
         else:

@@ -170,3 +170,32 @@ def test_cell_jobs_wait_for_teachers_and_pretraining() -> None:
     hours = {key: h for key, h, _ in jobs}
     assert hours["t"] == pytest.approx(groups[1].device_hours / 2)  # the group's hours, evenly
     assert wall_hours(jobs, 8) == pytest.approx(sum(hours.values()))  # a chain: no gain from more slots
+
+
+def test_plan_without_the_suites_gpu_says_so_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runner = CliRunner()
+    app = create_app()
+    auto = runner.invoke(app, ["plan", "quickstart", "--device", "auto", "--output", str(tmp_path / "a")])
+    assert auto.exit_code == 0, auto.output
+    first = auto.output.splitlines()[0]
+    assert first.startswith("note: ") and "no CUDA device" in first and "--tflops" in first
+    cuda = runner.invoke(app, ["plan", "quickstart", "--device", "cuda", "--output", str(tmp_path / "b")])
+    assert cuda.output.splitlines()[0].startswith("note: ") and "'cuda', which this machine does not have" in cuda.output
+    stated = runner.invoke(app, ["plan", "quickstart", "--device", "auto", "--tflops", "50", "--output", str(tmp_path / "c")])
+    assert stated.exit_code == 0 and "note: " not in stated.output
+    on_cpu = runner.invoke(app, ["plan", "quickstart", "--device", "cpu", "--output", str(tmp_path / "d")])
+    assert "note: " not in on_cpu.output
+
+
+def test_calibrate_says_what_it_is_doing(tmp_path: Path) -> None:
+    data = tiny_suite(tmp_path / "out")
+    data["tasks"] = data["tasks"][:1]
+    data["strategies"] = data["strategies"][:1]
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(data))
+    done = runner.invoke(create_app(), ["plan", str(path), "--calibrate"])
+    assert done.exit_code == 0, done.output
+    assert "calibrating 1/1: cls x resnet18 on cpu" in done.output
