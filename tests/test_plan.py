@@ -183,8 +183,11 @@ def test_plan_without_the_suites_gpu_says_so_first(tmp_path: Path, monkeypatch: 
     first = auto.output.splitlines()[0]
     assert first.startswith("note: ") and "no CUDA device" in first and "--tflops" in first
     cuda = runner.invoke(app, ["plan", "quickstart", "--device", "cuda", "--output", str(tmp_path / "b")])
-    assert cuda.output.splitlines()[0].startswith("note: ") and "'cuda', which this machine does not have" in cuda.output
-    stated = runner.invoke(app, ["plan", "quickstart", "--device", "auto", "--tflops", "50", "--output", str(tmp_path / "c")])
+    assert cuda.output.splitlines()[0].startswith("note: ")
+    assert "'cuda', which this machine does not have" in cuda.output
+    stated = runner.invoke(
+        app, ["plan", "quickstart", "--device", "auto", "--tflops", "50", "--output", str(tmp_path / "c")]
+    )
     assert stated.exit_code == 0 and "note: " not in stated.output
     on_cpu = runner.invoke(app, ["plan", "quickstart", "--device", "cpu", "--output", str(tmp_path / "d")])
     assert "note: " not in on_cpu.output
