@@ -23,7 +23,7 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: t
 th, td {{ border-bottom: 1px solid #d0d7de; padding: 3px {CELL_PADDING_PX // 2}px; text-align: right;
   white-space: normal; overflow-wrap: normal; vertical-align: top; }}
 th {{ border-bottom: 2px solid #1f2328; background: #f6f8fa; }}
-td:first-child, td:nth-child(2), th:first-child, th:nth-child(2), td:last-child {{ text-align: left; }}
+td:first-child, td:nth-child(2), th:first-child, th:nth-child(2), td:last-child, th:last-child {{ text-align: left; }}
 td:first-child, th:first-child {{ position: sticky; left: 0; background: #fff; }}
 th:first-child {{ background: #f6f8fa; }}
 td:last-child {{ max-width: 22em; }}
