@@ -117,6 +117,15 @@ SetOption = Annotated[
         "tasks.NAME.training.batch_size=4, strategies.lora.options.rank=[4,8] (repeatable; see docs/suites.md).",
     ),
 ]
+SetAllOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set-all",
+        metavar="training.KEY=VALUE",
+        help="Like --set training.KEY=VALUE, and also in every task, strategy and pretraining stage that sets "
+        "KEY itself, e.g. --set-all training.epochs=1 for a smoke run (repeatable).",
+    ),
+]
 OnlyOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -158,14 +167,32 @@ def suite_path(suite: Path) -> Path:
 
 
 def load_given(
-    suite: Path, overrides: list[str] | None, *, output: str | None, device: str | None, seeds: str | None
+    suite: Path,
+    overrides: list[str] | None,
+    *,
+    output: str | None,
+    device: str | None,
+    seeds: str | None,
+    set_all: list[str] | None = None,
 ) -> Suite:
-    """The suite `run` and `plan` work on: the file (or bundled suite) with its `--set` overrides
-    applied before validation, then `--output`, `--device` and `--seeds`, which win over them."""
+    """The suite `run` and `plan` work on: the file (or bundled suite) with its `--set-all` and then
+    `--set` overrides applied before validation, then `--output`, `--device` and `--seeds`, which win
+    over them. A `--set` that an entry's own setting shadows is a warning line on stderr."""
+    from harness.overrides import Override, ShadowedOverride, parse_override
     from harness.suite import load_suite, with_overrides
 
+    given: list[str | Override] = [parse_override(text, everywhere=True) for text in set_all or ()]
+    given.extend(overrides or ())
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", ShadowedOverride)
+        loaded = load_suite(suite_path(suite), overrides=given)
+    for warning in said:
+        if issubclass(warning.category, ShadowedOverride):
+            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return with_overrides(
-        load_suite(suite_path(suite), overrides=overrides or ()),
+        loaded,
         output=parse_output(output),
         device=device,
         seeds=parse_seeds(seeds),
@@ -190,6 +217,7 @@ def run(
         typer.Option(help="Also log the run with this logger (tensorboard, mlflow, ...); repeat for several."),
     ] = None,
     overrides: SetOption = None,
+    set_all: SetAllOption = None,
     only: OnlyOption = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
@@ -200,7 +228,7 @@ def run(
     from harness.suite import check_loggers, with_overrides
 
     selected = parse_only(only)
-    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
     if executor is not None and executor != loaded.executor.name:
         allowed = default_registry().names("executor")
         if executor not in allowed:
@@ -272,6 +300,7 @@ def plan(
         str, typer.Option("--format", "-f", help="table, csv or json (table is plain text when not on a terminal).")
     ] = "table",
     overrides: SetOption = None,
+    set_all: SetAllOption = None,
     only: OnlyOption = None,
 ) -> None:
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
@@ -288,7 +317,7 @@ def plan(
     if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     selected = parse_only(only)
-    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
     registry = default_registry()
     store = Store(loaded.output_dir())
     grid = plan_cells(loaded, registry)
