@@ -23,3 +23,7 @@ class Unsupported(Exception):
 
 class Diverged(Exception):
     """Training produced a non-finite loss: the cell is recorded as `diverged`."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during `bench run`: stopped as Ctrl-C stops it (finished cells kept, claims released), exit 143."""

@@ -5,6 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+#: the longest error line printed; a longer one keeps its start (file, key) and end (what is allowed)
+MAX_MESSAGE = 1000
+
+
+def clip_message(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` cut in the middle to about `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{text[:head]} ...[{len(text) - head - tail} characters left out]... {text[-tail:]}"
+
 
 def missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.errors import BenchError
-from harness.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_bounds, pareto_optimal, seed_difference
+from harness.stats import ALPHA, CONFIDENCE, mean_interval, pareto_optimal, welch
 from harness.store import read_planned, results_frame
 from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARMUP_STEPS, SeedTiming, judge_timing
 
@@ -28,15 +28,12 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
     """What every column means; printed under every human-readable report and in docs/report.md."""
     level = f"{confidence:.0%}"
     return [
-        ("metric", f"mean over seeds of the test-split metric and its {level} Student-t confidence interval "
-         "[low, high] (mean ± t with n-1 degrees of freedom x sample standard deviation / √n), clipped to [0, 1] "
-         "for accuracies, mAP, mAR and mIoU; n = seeds with status ok. Seed-to-seed spread only: the test "
-         "images' sampling error is not in it"),
-        ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with the "
-         f"{level} interval of its test: a paired t-test over the seeds when both rows have the same seeds, "
-         "Welch's t-test otherwise (a note under each table says which)"),
-        ("significant", f"the gain's two-sided p-value, Holm-corrected over all gains of the table, is below "
-         f"{alpha:g} (yes / no, with the corrected p; - when a side has fewer than two seeds)"),
+        ("metric", f"mean over seeds of the test-split metric ± the half-width of its {level} Student-t confidence "
+         "interval (t with n-1 degrees of freedom x sample standard deviation / √n); n = seeds with status ok"),
+        ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with Welch's "
+         f"{level} interval for a difference of means"),
+        ("significant", f"Welch's two-sided t-test of the gain has p < {alpha:g} (yes / no; - when a side has "
+         "fewer than two seeds)"),
         ("device-hours", f"mean training time of one cell on one device ± the half-width of its {level} interval "
          "over seeds: compute plus data wait, validation and one-off compilation excluded; the ROI divides by it. "
          f"†: the timing is doubtful, because the seeds' time per step differs more than {SPREAD_LIMIT:g}x or the "
@@ -182,8 +179,7 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
     """One backbone x strategy x setting over its seeds: the metric's interval and the costs."""
     good = group[group["status"] == "ok"]
     values = [float(v) for v in good[column] if pd.notna(v)]
-    interval = mean_interval(values, bounds=metric_bounds(column.removeprefix("metric.")))
-    seeds = [int(s) for s, v in zip(good["seed"], good[column], strict=True) if pd.notna(v)]
+    interval = mean_interval(values)
     trainable = float(good["cost.trainable_params"].max()) if len(good) else math.nan
     total = float(good["cost.total_params"].max()) if len(good) else math.nan
     train_seconds = _mean(good["cost.train_seconds"])
@@ -198,7 +194,6 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "ci_half_width": interval.half_width,
         "std": float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan,
         "seed_values": values,
-        "seeds": seeds,
         "val_mean": _mean(good[val_column]),
         "train_seconds": train_seconds,
         "train_device_hours": train_seconds / 3600,
@@ -296,16 +291,10 @@ def _timing_notes(table: pd.DataFrame) -> list[str]:
 
 
 def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]:
-    """Fill gain, its interval, its p-value and significance against each backbone's baseline row.
-
-    A row with the baseline's seeds is tested paired over them, any other with Welch's test
-    (`gain_test` says which); `p_holm` is Holm's correction over every gain of the table, and
-    `significant` compares it with alpha.
-    """
-    for name in ("gain", "gain_ci_low", "gain_ci_high", "p_value", "p_holm"):
+    """Fill gain, its interval, its p-value and significance against each backbone's baseline row."""
+    for name in ("gain", "gain_ci_low", "gain_ci_high", "p_value"):
         table[name] = math.nan
     table["significant"] = None
-    table["gain_test"] = ""
     if baseline is None:
         return ["no baseline strategy set: gains and ROI are not computed (`--baseline STRATEGY` sets one)"]
     notes = []
@@ -314,44 +303,17 @@ def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]
         if base.empty or not base["n"].iloc[0]:
             notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")
             continue
-        reference = dict(zip(base["seeds"].iloc[0], base["seed_values"].iloc[0], strict=True))
+        reference = base["seed_values"].iloc[0]
         for index in part.index:
             if index == base.index[0]:
                 table.loc[index, "gain"] = 0.0
                 continue
-            diff = seed_difference(
-                dict(zip(table.at[index, "seeds"], table.at[index, "seed_values"], strict=True)), reference
-            )
+            diff = welch(table.loc[index, "seed_values"], reference)
             table.loc[index, ["gain", "gain_ci_low", "gain_ci_high", "p_value"]] = [
                 diff.diff, diff.low, diff.high, diff.p_value,
             ]  # fmt: skip
-            if not math.isnan(diff.p_value):
-                table.at[index, "gain_test"] = f"paired t over {diff.n} seeds" if diff.test == "paired" else "Welch"
-    tested = table["p_value"].notna()
-    table.loc[tested, "p_holm"] = holm(list(table.loc[tested, "p_value"]))
-    for index in table.index[tested]:
-        table.at[index, "significant"] = bool(table.at[index, "p_holm"] < alpha)
-    if tested.any():
-        notes.append(_tests_note(table.loc[tested, "gain_test"], alpha))
+            table.at[index, "significant"] = diff.significant(alpha)
     return notes
-
-
-def _tests_note(tests: pd.Series, alpha: float) -> str:
-    """Which test each gain of the table used, and that their p-values are Holm-corrected together."""
-
-    def gains(n: int) -> str:
-        return f"{n} {'gain' if n == 1 else 'gains'}"
-
-    used = "; ".join(
-        f"a paired t-test over {test.removeprefix('paired t over ').removesuffix(' seeds')} shared seeds ({gains(n)})"
-        if test.startswith("paired")
-        else f"Welch's t-test ({gains(n)}: seeds not the baseline's)"
-        for test, n in tests.value_counts().items()
-    )
-    return (
-        f"gains tested with {used}; p-values Holm-corrected over the table's {gains(len(tests))} tested, "
-        f"significant when the corrected p < {alpha:g}"
-    )
 
 
 def _mark_pareto(table: pd.DataFrame) -> list[str]:

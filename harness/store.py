@@ -187,10 +187,20 @@ def parse_result(data: Any) -> CellResult:
             raise UnreadableDocument("corrupt", f"{name} is a {type(data[name]).__name__}")
     if data["status"] not in STATUSES:
         raise UnreadableDocument("corrupt", f"unknown status {data['status']!r}")
+    _check_curve(data.get("curve", []))
     try:
         return CellResult.from_json({k: v for k, v in data.items() if k != "schema"})
     except (TypeError, ValueError) as exc:
         raise UnreadableDocument("corrupt", str(exc)) from None
+
+
+def _check_curve(curve: list[Any]) -> None:
+    """Each curve entry is an object whose `val`, if given, is an object (what the report and plots read)."""
+    for i, entry in enumerate(curve):
+        if not isinstance(entry, dict):
+            raise UnreadableDocument("corrupt", f"curve[{i}] is a {type(entry).__name__}, not an object")
+        if not isinstance(entry.get("val", {}), dict):
+            raise UnreadableDocument("corrupt", f"curve[{i}].val is a {type(entry['val']).__name__}, not an object")
 
 
 #: the largest document read: cells with long curves are tens of kilobytes
@@ -427,7 +437,7 @@ def read_planned(path: str | Path) -> Planned:
 
     A cell whose labels (task, backbone, strategy, setting, seed) a later run gave to another cell
     (the suite's settings changed since) is left out: the later run's cell replaces it. Without a
-    readable manifest, every cell of the directory is taken.
+    readable manifest, or with one that lists none of the cells on disk, every cell of the directory is taken.
     """
     store = Store(Path(path))
     if not store.cells_dir.is_dir():
@@ -461,6 +471,8 @@ def read_planned(path: str | Path) -> Planned:
         for key in run.get("cells", []):
             if isinstance(key, str) and key in chosen and key not in order:
                 order[key] = len(order)
+    if not chosen:  # the manifest lists none of the cells on disk (keys that are gone): take the cells
+        return Planned(results, store.skipped, manifest)
     ordered = sorted((by_key[key] for key in chosen), key=lambda r: order[r.key])
     return Planned(ordered, store.skipped, manifest)
 

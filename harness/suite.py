@@ -8,11 +8,13 @@ file, the key path (``strategies[2].options.lr``) and what is allowed.
 
 from __future__ import annotations
 
+import math
+import re
 import stat
+import sys
 import tomllib
 import types
 import typing
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,9 +33,6 @@ from pydantic import (
 from harness.errors import SuiteError
 from harness.registry import Registry
 from harness.weights import check_checkpoint, parse_weights, resolve_named
-
-if typing.TYPE_CHECKING:
-    from harness.overrides import Override
 
 #: a suite file larger than this is refused before it is read (a suite is a few KiB)
 MAX_SUITE_BYTES = 1 << 20
@@ -84,12 +83,17 @@ def _output(value: str) -> str:
 
 
 def output_problem(path: Path) -> str | None:
-    """Why `path` cannot be a results directory (a file, or a file among its parents), or None."""
-    path = path.expanduser()
+    """Why `path` cannot be a results directory (a file, a dangling link, or a file among its parents), or None."""
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # `~nosuchuser/x`
+        return f"{str(path)!r}: no such user's home directory; give a plain path"
     for candidate in (path, *path.parents):
         try:
             mode = candidate.stat().st_mode
         except (FileNotFoundError, NotADirectoryError):
+            if candidate.is_symlink():
+                return f"{str(path)!r}: {str(candidate)!r} is a symbolic link to nothing; give a results directory"
             continue
         except (OSError, ValueError) as exc:
             return f"{str(candidate)!r} cannot be used: {getattr(exc, 'strerror', None) or exc}"
@@ -281,7 +285,10 @@ class Suite(Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
+        index = value[5:]  # ASCII digits only: "cuda:²" and "cuda:٣" pass str.isdigit
+        if value in ("auto", "cpu", "cuda", "mps") or (
+            value.startswith("cuda:") and index.isascii() and index.isdigit() and len(index) <= 4
+        ):
             return value
         raise ValueError("allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 
@@ -326,15 +333,13 @@ class Suite(Strict):
         return axes
 
 
-def load_suite(
-    path: str | Path, registry: Registry | None = None, overrides: Sequence[str | Override] = ()
-) -> Suite:
+def load_suite(path: str | Path, registry: Registry | None = None, overrides: Sequence[str] = ()) -> Suite:
     """Read and fully validate a suite file; raises `SuiteError` naming file and key.
 
     `overrides` (`--set PATH=VALUE`, see `harness.overrides`) change the file's data before it is
     validated, so they are validated as the file is; an error then also names the overrides.
     """
-    from harness.overrides import ShadowedOverride, applied, apply_overrides, parse_overrides, shadowed
+    from harness.overrides import applied, apply_overrides, parse_overrides
 
     given = parse_overrides(overrides)
     path = Path(path)
@@ -345,16 +350,14 @@ def load_suite(
         raise SuiteError(f"{path}: invalid TOML: {one_line(str(exc))}") from None
     except RecursionError:
         raise SuiteError(f"{path}: invalid TOML: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise SuiteError(f"{path}: {_huge_integer(text)}") from None
     if not given:
         return parse_suite(data, str(path), registry)
     try:
-        changed = apply_overrides(data, given)
-        suite = parse_suite(changed, str(path), registry)
+        return parse_suite(apply_overrides(data, given), str(path), registry)
     except SuiteError as exc:
         raise SuiteError(f"{exc} (with {applied(given)})") from None
-    for line in shadowed(changed, given):  # a task's own epochs wins over --set training.epochs: say so
-        warnings.warn(line, ShadowedOverride, stacklevel=2)
-    return suite
 
 
 def _read_text(path: Path) -> str:
@@ -381,15 +384,35 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def _huge_integer(text: str) -> str:
+    """The message for a file holding an integer too long to convert, naming its line."""
+    limit = sys.get_int_max_str_digits()
+    found = re.search(rf"\d[\d_]{{{limit},}}", text)
+    line = text.count("\n", 0, found.start()) + 1 if found else None
+    where = f"line {line}: " if line else ""
+    return f"{where}an integer of more than {limit} digits; allowed: integers of at most {limit} digits"
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters; an integer too long to write says how long it is."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(text: str) -> str:
     """`text` with its line breaks and other control characters escaped, for a one-line message."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _depth_problem(value: Any, where: str, depth: int = 0) -> str | None:
-    """The key path of the first value nested deeper than `MAX_DEPTH`, or None."""
+    """'key.path: problem' for the first value nested deeper than `MAX_DEPTH` or not finite, or None."""
     if depth > MAX_DEPTH:
-        return where or "(top level)"
+        return f"{where or '(top level)'}: nested too deeply (at most {MAX_DEPTH} levels)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or '(top level)'}: {value} is not a finite number; allowed: finite numbers"
     if isinstance(value, dict):
         items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
     elif isinstance(value, list):
@@ -424,7 +447,7 @@ def parse_suite(data: dict[str, Any], source: str = "<memory>", registry: Regist
         raise SuiteError(f"{source}: (top level): a suite is a TOML table (got {type(data).__name__})")
     deep = _depth_problem(data, "")
     if deep:
-        raise SuiteError(f"{source}: {deep}: nested too deeply (at most {MAX_DEPTH} levels)")
+        raise SuiteError(f"{source}: {deep}")
     _refuse_internal(data, source)
     data = _split_training_sweeps(data, source)
     try:
@@ -526,8 +549,7 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
     elif error["type"] == "missing":
         message = f"{where}: required key is missing"
     else:
-        got = repr(error.get("input"))
-        got = got if len(got) <= 80 else got[:77] + "..."
+        got = shown(error.get("input"))
         message = f"{where}: {' '.join(str(error['msg']).split())} (got {got})"
     more = len(exc.errors()) - 1
     return one_line(message + (f" (and {more} more error{'s' * (more > 1)})" if more else ""))
@@ -588,6 +610,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
             cls.Options.model_validate({**fixed, **{k: v[0] for k, v in axes.items()}})
         except ValidationError as exc:
             raise SuiteError(f"{src}: {_describe(exc, cls.Options, prefix=key + '.')}") from None
+        except RecursionError:  # e.g. a regular expression of 100,000 nested groups
+            fail(key, "a value too deeply nested to check; allowed: values of at most a few levels")
         for option, choices in axes.items():
             for i, choice in enumerate(choices):
                 try:

@@ -192,12 +192,11 @@ def test_each_cell_records_the_package_and_version_of_its_components(tmp_path: P
     summary = run_suite(parse_suite(data, registry=registry), registry)
     (result,) = Store(summary.output).results()
     plugins = result.provenance["plugins"]
-    ours = importlib.metadata.packages_distributions()["harness"][0]  # finetune-bench once reinstalled
-    bench = importlib.metadata.version(ours)
+    bench = importlib.metadata.version("bench")
     assert plugins["task"] == {
         "name": "classification",
         "provider": "bench (built-in)",
-        "distribution": ours,
+        "distribution": "bench",
         "version": bench,
     }
     assert plugins["dataset"]["name"] == "shapes" and plugins["backbone"]["name"] == "resnet18"

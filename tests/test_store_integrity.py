@@ -89,6 +89,7 @@ def test_documents_carry_a_schema_and_files_without_one_read_as_version_1(tmp_pa
         (b"\x80\x04\x95\x00\xff\xfe binary", "corrupt"),
         (b'{"key": "ccc", "status": "ok", "task": 3}', "corrupt"),  # missing fields, wrong types
         (json.dumps({**_result("ccc").to_json(), "seed": "zero"}).encode(), "corrupt"),
+        (json.dumps({**_result("ccc").to_json(), "curve": [None]}).encode(), "corrupt"),  # entries are objects
         (json.dumps({**_result("ccc").to_json(), "lineage": {}}).encode(), "newer"),  # an unknown key
         (json.dumps({**_result("ccc").to_json(), "schema": 2}).encode(), "newer"),
     ],

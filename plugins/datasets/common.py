@@ -53,7 +53,7 @@ class RealDatasetOptions(Options):
     #: rather than a random subset of the whole split; off by default, which keeps earlier results comparable
     stratify: bool = False
     #: seed of the validation holdout and of `limit`'s subset
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
 
 
 class RealDataset(Dataset):

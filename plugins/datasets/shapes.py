@@ -51,7 +51,8 @@ class ShapesOptions(Options):
     object_scale: tuple[float, float] = (0.12, 0.28)
     #: amplitude of background texture and pixel noise; harder when higher
     clutter: Annotated[float, Field(ge=0, le=1)] = 0.5
-    seed: int = 0
+    #: the seed numpy draws the images from: 0 to 2**32 - 1
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
 
     @field_validator("shapes")
     @classmethod

@@ -18,10 +18,9 @@ PARETO_MARK = "★"
 def _significance(row: dict[str, Any], baseline: str | None) -> str:
     if row["strategy"] == baseline and row["gain"] == 0:
         return "baseline"
-    p = row.get("p_holm", row["p_value"])  # Holm-corrected within the table
-    if row["significant"] is None or missing(p):
+    if row["significant"] is None or missing(row["p_value"]):
         return "-"
-    return f"{'yes' if row['significant'] else 'no'} (p={p:.2g})"
+    return f"{'yes' if row['significant'] else 'no'} (p={row['p_value']:.2g})"
 
 
 DISTURBED_MARK = "†"
@@ -65,9 +64,7 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     devices = len({d for d in rows["device"] if d}) > 1  # costs from several devices: say which row is which
     lines = []
     for row in rows.to_dict("records"):
-        metric = "-"
-        if row["n"]:  # the interval's bounds: clipped to the metric's range, it need not be symmetric
-            metric = f"{number(row['mean'])} [{number(row['ci_low'])}, {number(row['ci_high'])}] ({row['n']})"
+        metric = f"{number(row['mean'])} ± {number(row['ci_half_width'])} ({row['n']})" if row["n"] else "-"
         if row["n"] == 1:
             metric = f"{number(row['mean'])} (1)"
         gain = number(row["gain"], signed=True)
