@@ -6,11 +6,7 @@ User mistakes (`BenchError`) print one line on stderr and exit with code 2, with
 from __future__ import annotations
 
 import functools
-import math
-import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -22,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import BenchError, Terminated
-from harness.formatting import clip_message
+from harness.errors import BenchError
 
 if TYPE_CHECKING:
     from harness.suite import Suite
@@ -56,7 +51,7 @@ def user_errors(command: Callable[P, None]) -> Callable[P, None]:
             raise typer.Exit(0) from None
         except BenchError as exc:
             # one line, whatever the message echoes (line breaks, control characters in user input)
-            text = clip_message("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc)))
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
             stderr.print(f"error: {text}", markup=False, emoji=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -100,23 +95,9 @@ def create_app() -> typer.Typer:
     return app
 
 
-class _GivenPath(type(Path())):  # type: ignore[misc]
-    """A path with the text it was given as (pathlib drops a trailing '/', which names a folder)."""
-
-    given = ""
-
-
-def _suite_argument(text: str | Path) -> Path:
-    path = _GivenPath(text)
-    path.given = str(text)
-    return path
-
-
 SuiteArg = Annotated[
     Path,
-    typer.Argument(
-        help="Suite file (TOML), or the name of a bundled suite (default: the quickstart).", parser=_suite_argument
-    ),
+    typer.Argument(help="Suite file (TOML), or the name of a bundled suite (default: the quickstart)."),
 ]
 DEFAULT_SUITE = Path("quickstart")
 SeedsOption = Annotated[
@@ -134,6 +115,15 @@ SetOption = Annotated[
         metavar="PATH=VALUE",
         help="Change a setting of the suite before it is validated, e.g. training.epochs=1, "
         "tasks.NAME.training.batch_size=4, strategies.lora.options.rank=[4,8] (repeatable; see docs/suites.md).",
+    ),
+]
+SetAllOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set-all",
+        metavar="training.KEY=VALUE",
+        help="Like --set training.KEY=VALUE, and also in every task, strategy and pretraining stage that sets "
+        "KEY itself, e.g. --set-all training.epochs=1 for a smoke run (repeatable).",
     ),
 ]
 OnlyOption = Annotated[
@@ -167,13 +157,7 @@ def suite_path(suite: Path) -> Path:
     """A path as given, or a suite bundled with bench (`quickstart`) when no such file exists."""
     if "\0" in str(suite) or not str(suite).strip():
         raise BenchError(f"{str(suite)!r}: not a file name")
-    given = getattr(suite, "given", str(suite))
-    if given.endswith(("/", os.sep)):
-        raise BenchError(f"{given}: a trailing '/' names a folder; allowed: a suite file (TOML) or a bundled suite")
-    try:
-        if suite.exists() or suite.is_symlink() or suite.suffix:
-            return suite
-    except OSError:  # a name too long, say: reading it says why
+    if suite.exists() or suite.is_symlink() or suite.suffix:
         return suite
     bundled = Path(str(files("bench_suites").joinpath(f"{suite.name}.toml")))
     if bundled.is_file():
@@ -183,14 +167,32 @@ def suite_path(suite: Path) -> Path:
 
 
 def load_given(
-    suite: Path, overrides: list[str] | None, *, output: str | None, device: str | None, seeds: str | None
+    suite: Path,
+    overrides: list[str] | None,
+    *,
+    output: str | None,
+    device: str | None,
+    seeds: str | None,
+    set_all: list[str] | None = None,
 ) -> Suite:
-    """The suite `run` and `plan` work on: the file (or bundled suite) with its `--set` overrides
-    applied before validation, then `--output`, `--device` and `--seeds`, which win over them."""
+    """The suite `run` and `plan` work on: the file (or bundled suite) with its `--set-all` and then
+    `--set` overrides applied before validation, then `--output`, `--device` and `--seeds`, which win
+    over them. A `--set` that an entry's own setting shadows is a warning line on stderr."""
+    from harness.overrides import Override, ShadowedOverride, parse_override
     from harness.suite import load_suite, with_overrides
 
+    given: list[str | Override] = [parse_override(text, everywhere=True) for text in set_all or ()]
+    given.extend(overrides or ())
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", ShadowedOverride)
+        loaded = load_suite(suite_path(suite), overrides=given)
+    for warning in said:
+        if issubclass(warning.category, ShadowedOverride):
+            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return with_overrides(
-        load_suite(suite_path(suite), overrides=overrides or ()),
+        loaded,
         output=parse_output(output),
         device=device,
         seeds=parse_seeds(seeds),
@@ -215,6 +217,7 @@ def run(
         typer.Option(help="Also log the run with this logger (tensorboard, mlflow, ...); repeat for several."),
     ] = None,
     overrides: SetOption = None,
+    set_all: SetAllOption = None,
     only: OnlyOption = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
@@ -225,7 +228,7 @@ def run(
     from harness.suite import check_loggers, with_overrides
 
     selected = parse_only(only)
-    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
     if executor is not None and executor != loaded.executor.name:
         allowed = default_registry().names("executor")
         if executor not in allowed:
@@ -239,18 +242,14 @@ def run(
     registry = default_registry()
     display = QuietProgress(stderr) if quiet or not stderr.is_terminal else RichProgress()
     registry.pm.register(display, name="progress-display")
-    previous = _stop_on_sigterm()
     try:
         summary = run_suite(loaded, registry, fresh=fresh, only=selected)
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         display.close()
-        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        stderr.print(f"{what}; finished cells are kept in {loaded.output_dir()}", markup=False)
-        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}", markup=False)
+        raise typer.Exit(130) from None
     finally:
         registry.pm.unregister(display)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     display.close()
     stderr.print(summary.describe(), markup=False, soft_wrap=True)
     stderr.print(f"results: {summary.output}", markup=False)
@@ -259,17 +258,6 @@ def run(
         stderr.print(f"error: {summary.stopped}", markup=False, soft_wrap=True)
     if summary.failed or summary.stopped:
         raise typer.Exit(1)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _stop_on_sigterm() -> Any:
-    """SIGTERM stops a run as Ctrl-C does (the handler raises in the main thread); the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminate)
 
 
 PLAN_FORMATS = ("table", "csv", "json")
@@ -312,6 +300,7 @@ def plan(
         str, typer.Option("--format", "-f", help="table, csv or json (table is plain text when not on a terminal).")
     ] = "table",
     overrides: SetOption = None,
+    set_all: SetAllOption = None,
     only: OnlyOption = None,
 ) -> None:
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
@@ -325,10 +314,10 @@ def plan(
 
     if format not in PLAN_FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
-    if tflops is not None and not (tflops > 0 and math.isfinite(tflops)):
+    if tflops is not None and not tflops > 0:
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     selected = parse_only(only)
-    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds)
+    loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
     registry = default_registry()
     store = Store(loaded.output_dir())
     grid = plan_cells(loaded, registry)
@@ -624,24 +613,10 @@ def report(
     options = ReportOptions(
         metric, baseline, chosen["task"], chosen["backbone"], chosen["strategy"], sort, alpha, all_settings
     )
-    if output is not None:
-        _outside_results(output, results)
     built = build_report(results, options)
     for skipped in built.skipped:
         stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
     emit(registry.create("reporter", format).render(built), output)
-
-
-def _outside_results(output: Path, results: Path) -> None:
-    """A report is not written among the cell documents (`cells/`), where runs would take it for a cell."""
-    try:
-        inside = output.resolve().is_relative_to((results / "cells").resolve())
-    except (OSError, RuntimeError, ValueError):
-        return  # emit() says why the path cannot be written
-    if inside:
-        raise BenchError(
-            f"--output: {str(output)!r} is inside {str(results / 'cells')!r}; allowed: a file outside the cells folder"
-        )
 
 
 def _report_filters(

@@ -204,6 +204,15 @@ class Task(Component):
         undefined on this data (e.g. detection mAP without ground truth)."""
         ...
 
+    #: what `trivial` predicts, for the report's footer (e.g. "majority class"); "" when it has none
+    trivial_predictor: ClassVar[str] = ""
+
+    def trivial(self, batches: Iterator[Batch], num_classes: int) -> dict[str, float | None]:
+        """The metrics of a predictor that never looks at an image (the majority class, no detections),
+        from the targets of `batches` (the test split) alone and with `evaluate`'s own metric code;
+        the report marks rows that do not beat it. {} when the task has no trivial predictor."""
+        return {}
+
     def loss_and_outputs(self, model: TaskModel, batch: Batch) -> tuple[torch.Tensor, Any]:
         """The training loss and the outputs it came from, which a strategy's `extra_loss` may read
         (classification: logits; segmentation: per-pixel logits; detection: `{"losses", "features"}`).

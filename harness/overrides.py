@@ -33,29 +33,49 @@ NAMED_ENTRIES: dict[str, tuple[tuple[str, ...], str]] = {
 SHORTHANDS = ("executor", "loggers")
 
 
+class ShadowedOverride(UserWarning):
+    """A `--set` of a `[training]` setting that an entry sets for itself, so it does not reach that entry."""
+
+
+#: the arrays of tables whose entries set training settings for themselves, winning over `[training]`
+OWN_TRAINING = ("tasks", "strategies", "pretrain")
+
+
 @dataclass(frozen=True)
 class Override:
-    """One `--set`: the text as given, its key path and its value."""
+    """One `--set` (or `--set-all`, `everywhere`): the text as given, its key path and its value."""
 
     text: str
     path: tuple[str, ...]
     value: Any
+    #: `--set-all training.KEY=VALUE`: also in every task, strategy and pretraining stage that sets KEY itself
+    everywhere: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--set-all" if self.everywhere else "--set"
 
     def __str__(self) -> str:
-        return f"--set {_clip(self.text)}"
+        return f"{self.option} {_clip(self.text)}"
 
 
-def parse_override(text: str) -> Override:
+def parse_override(text: str, everywhere: bool = False) -> Override:
     """`PATH=VALUE` -> Override; a `BenchError` (one line) when it is not one."""
+    option = "--set-all" if everywhere else "--set"
     if "=" not in text:
-        raise BenchError(f"--set {_clip(text)}: not PATH=VALUE; e.g. --set training.epochs=1")
+        raise BenchError(f"{option} {_clip(text)}: not PATH=VALUE; e.g. {option} training.epochs=1")
     key, value = text.split("=", 1)
     parts = tuple(part.strip() for part in key.split("."))
     if not all(parts):
         raise BenchError(
-            f"--set {_clip(text)}: empty key in {_clip(key.strip())!r}; give a dotted path, e.g. training.epochs"
+            f"{option} {_clip(text)}: empty key in {_clip(key.strip())!r}; give a dotted path, e.g. training.epochs"
         )
-    return Override(text, parts, parse_value(value, text))
+    if everywhere and (len(parts) != 2 or parts[0] != "training"):
+        raise BenchError(
+            f"--set-all {_clip(text)}: only training.KEY settings are also set per entry; "
+            f"allowed: training.KEY=VALUE, e.g. --set-all training.epochs=1 (other paths: --set)"
+        )
+    return Override(text, parts, parse_value(value, text), everywhere)
 
 
 def parse_value(text: str, given: str) -> Any:
@@ -78,8 +98,9 @@ def parse_value(text: str, given: str) -> Any:
     return parsed["v"]
 
 
-def parse_overrides(texts: Sequence[str] | None) -> list[Override]:
-    return [parse_override(text) for text in texts or ()]
+def parse_overrides(texts: Sequence[str | Override] | None) -> list[Override]:
+    """Each text parsed as a `--set`; an `Override` (e.g. a parsed `--set-all`) is kept as it is."""
+    return [text if isinstance(text, Override) else parse_override(text) for text in texts or ()]
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
@@ -87,7 +108,50 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict
     data = copy.deepcopy(data)
     for override in overrides:
         _apply(data, override)
+        if override.everywhere:
+            for _, _, training in _own_training(data):
+                if override.path[1] in training:
+                    training[override.path[1]] = copy.deepcopy(override.value)
     return data
+
+
+def shadowed(data: dict[str, Any], overrides: Sequence[Override]) -> list[str]:
+    """One line per entry of `data` (overrides applied) that sets for itself, to another value, a
+    `[training]` setting a `--set` changed: the entry's own value wins there, which the user should know."""
+    lines = []
+    for override in overrides:
+        if override.path[0] != "training" or override.everywhere or len(override.path) > 2:
+            continue
+        if len(override.path) == 2:
+            changed = {override.path[1]: override.value}
+        elif isinstance(override.value, dict):
+            changed = override.value
+        else:
+            continue
+        for table, name, training in _own_training(data):
+            for key, value in changed.items():
+                if key in training and training[key] != value:
+                    what = NAMED_ENTRIES[table][1]
+                    lines.append(
+                        f"{override} does not reach {what} {name!r}, which sets training.{key} = "
+                        f"{_short(training[key])} itself; --set {table}.{name}.training.{key}=... sets it there, "
+                        f"--set-all training.{key}=... everywhere"
+                    )
+    return lines
+
+
+def _own_training(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(table, entry name, its `training` table) of each entry that has one."""
+    found = []
+    for table in OWN_TRAINING:
+        entries = data.get(table)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and isinstance(entry.get("training"), dict):
+                name = _entry_id(entry, NAMED_ENTRIES[table][0])
+                found.append((table, name if name is not None else str(index), entry["training"]))
+    return found
 
 
 def _apply(data: dict[str, Any], override: Override) -> None:

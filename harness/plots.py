@@ -9,7 +9,7 @@
 Each figure is written once per format (`png`, `pdf`, `svg`) at the chosen dpi (raster formats only).
 Colour always means the strategy and marker or line style the backbone: each has a legend of its own.
 
-matplotlib is an optional extra (`pip install 'bench[plot]'`), imported when a figure is drawn:
+matplotlib is an optional extra (the `plot` extra), imported when a figure is drawn:
 without it, `require_matplotlib` (and every figure) raises a one-line `BenchError` naming the extra.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import BenchError
+from harness.extras import install_hint
 from harness.report import Report, TaskTable
 from harness.stats import pareto_optimal
 from harness.store import planned_results
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 MARKERS = "osD^vP*Xh<>"
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
 DEFAULT_DPI = 150
-MISSING = "bench plot needs matplotlib: pip install 'bench[plot]'"
+MISSING = f"bench plot needs matplotlib: {install_hint('plot')}"
 
 
 def pyplot() -> ModuleType:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.errors import BenchError
-from harness.stats import ALPHA, CONFIDENCE, mean_interval, pareto_optimal, welch
+from harness.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_bounds, pareto_optimal, seed_difference
 from harness.store import read_planned, results_frame
 from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARMUP_STEPS, SeedTiming, judge_timing
 
@@ -28,12 +28,15 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
     """What every column means; printed under every human-readable report and in docs/report.md."""
     level = f"{confidence:.0%}"
     return [
-        ("metric", f"mean over seeds of the test-split metric ± the half-width of its {level} Student-t confidence "
-         "interval (t with n-1 degrees of freedom x sample standard deviation / √n); n = seeds with status ok"),
-        ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with Welch's "
-         f"{level} interval for a difference of means"),
-        ("significant", f"Welch's two-sided t-test of the gain has p < {alpha:g} (yes / no; - when a side has "
-         "fewer than two seeds)"),
+        ("metric", f"mean over seeds of the test-split metric and its {level} Student-t confidence interval "
+         "[low, high] (mean ± t with n-1 degrees of freedom x sample standard deviation / √n), clipped to [0, 1] "
+         "for accuracies, mAP, mAR and mIoU; n = seeds with status ok. Seed-to-seed spread only: the test "
+         "images' sampling error is not in it"),
+        ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with the "
+         f"{level} interval of its test: a paired t-test over the seeds when both rows have the same seeds, "
+         "Welch's t-test otherwise (a note under each table says which)"),
+        ("significant", f"the gain's two-sided p-value, Holm-corrected over all gains of the table, is below "
+         f"{alpha:g} (yes / no, with the corrected p; - when a side has fewer than two seeds)"),
         ("device-hours", f"mean training time of one cell on one device ± the half-width of its {level} interval "
          "over seeds: compute plus data wait, validation and one-off compilation excluded; the ROI divides by it. "
          f"†: the timing is doubtful, because the seeds' time per step differs more than {SPREAD_LIMIT:g}x or the "
@@ -48,6 +51,10 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
         ("ROI", "gain per device-hour of training, and gain per million trainable parameters"),
         ("Pareto", "★: no other row of the task on the same device trains in fewer device-hours and scores "
          "at least as high (or as fast and higher)"),
+        ("not above trivial", "the row's lower confidence bound (its mean when n = 1) is not above the score of "
+         "the task's trivial predictor on the same test split (classification: the majority class, top-k the k "
+         "most frequent; segmentation: the most frequent class at every pixel; detection: no detections, 0). "
+         "Such a row has no ROI and no Pareto mark and is not ranked in the summary"),
         ("summary", "per task kind, a strategy's mean rank among the strategies of each task x backbone "
          "(1 = best mean metric, ties averaged) and its mean gain"),
         ("undefined metrics", "a seed whose metric is undefined on its data (detection without ground truth, or "
@@ -82,6 +89,9 @@ class TaskTable:
     baseline: str | None
     rows: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    #: the trivial predictor's test score on `metric` (None: not recorded) and what it predicts
+    trivial: float | None = None
+    trivial_predictor: str = ""
 
 
 @dataclass
@@ -179,7 +189,8 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
     """One backbone x strategy x setting over its seeds: the metric's interval and the costs."""
     good = group[group["status"] == "ok"]
     values = [float(v) for v in good[column] if pd.notna(v)]
-    interval = mean_interval(values)
+    interval = mean_interval(values, bounds=metric_bounds(column.removeprefix("metric.")))
+    seeds = [int(s) for s, v in zip(good["seed"], good[column], strict=True) if pd.notna(v)]
     trainable = float(good["cost.trainable_params"].max()) if len(good) else math.nan
     total = float(good["cost.total_params"].max()) if len(good) else math.nan
     train_seconds = _mean(good["cost.train_seconds"])
@@ -194,6 +205,7 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "ci_half_width": interval.half_width,
         "std": float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan,
         "seed_values": values,
+        "seeds": seeds,
         "val_mean": _mean(good[val_column]),
         "train_seconds": train_seconds,
         "train_device_hours": train_seconds / 3600,
@@ -245,8 +257,11 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
     metric = options.metric
     if metric is None or rows.get(f"metric.{metric}", pd.Series(dtype=float)).isna().all():
         metric = str(rows["metric"].iloc[0])  # the suite's metric for tasks that do not report the one asked for
-    column, val_column = f"metric.{metric}", f"val.{metric}"
     notes = []
+    metric, refused = _discriminating(rows, metric)
+    notes.extend(refused)
+    column, val_column = f"metric.{metric}", f"val.{metric}"
+    trivial, predictor = _trivial(rows, metric)
     for name in (column, val_column):
         if name not in rows:
             rows = rows.assign(**{name: math.nan})
@@ -267,12 +282,92 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
     notes.extend(_gains(table, baseline, options.alpha))
     table["roi_per_device_hour"] = table["gain"] / table["train_device_hours"]
     table["roi_per_million_params"] = table["gain"] / (table["trainable_params"] / 1e6)
+    _mark_trivial(table, trivial)
     if options.strategies:
         table = table[table["strategy"].isin(options.strategies)].reset_index(drop=True)
     notes.extend(_mark_pareto(table))
+    notes.extend(_trivial_notes(table, metric, trivial, predictor))
     notes.extend(_timing_notes(table))
     table = _sorted(table, options.sort)
-    return TaskTable(task, kind, metric, baseline, table, notes)
+    return TaskTable(task, kind, metric, baseline, table, notes, trivial, predictor)
+
+
+def _ok_values(rows: pd.DataFrame, column: str) -> list[float]:
+    if column not in rows:
+        return []
+    return [float(v) for v in pd.to_numeric(rows.loc[rows["status"] == "ok", column], errors="coerce").dropna()]
+
+
+def _constant(rows: pd.DataFrame, metric: str) -> float | None:
+    """The one value every ok seed of every row scores on `metric`, where there are at least two rows and it
+    is the trivial predictor's too (where recorded): such a metric cannot rank anything. None otherwise."""
+    values = _ok_values(rows, f"metric.{metric}")
+    scored = rows[rows["status"] == "ok"].dropna(subset=[f"metric.{metric}"]) if values else rows.iloc[:0]
+    if len(scored.groupby(["backbone", "strategy", "setting"] if "setting" in rows else ["backbone", "strategy"])) < 2:
+        return None
+    trivial = _ok_values(rows, f"trivial.{metric}")
+    if len(set(values + trivial)) != 1:
+        return None
+    return values[0]
+
+
+def _discriminating(rows: pd.DataFrame, metric: str) -> tuple[str, list[str]]:
+    """The ranking metric, or, where it cannot discriminate (top-5 of five classes), another the task
+    reports that can, with a line saying so."""
+    value = _constant(rows, metric)
+    if value is None:
+        return metric, []
+    others = [c.removeprefix("metric.") for c in rows.columns if c.startswith("metric.") and c != f"metric.{metric}"]
+    usable = [m for m in others if _ok_values(rows, f"metric.{m}") and _constant(rows, m) is None]
+    why = f"{metric} cannot discriminate: every seed of every row scores {value:.4f}"
+    if not usable:
+        return metric, [f"{why}; the task reports no other metric to rank by"]
+    return usable[0], [f"{why}; left out and ranked by {usable[0]} instead"]
+
+
+def _trivial(rows: pd.DataFrame, metric: str) -> tuple[float | None, str]:
+    """The trivial predictor's test score on `metric`: one value per test split, so the median over the ok cells."""
+    values = _ok_values(rows, f"trivial.{metric}")
+    if not values:
+        return None, ""
+    predictors = [str(p) for p in rows.get("trivial_predictor", pd.Series(dtype=str)).dropna() if p]
+    return float(pd.Series(values).median()), (predictors[0] if predictors else "")
+
+
+def _mark_trivial(table: pd.DataFrame, trivial: float | None) -> None:
+    """`above_trivial`: the lower confidence bound (the mean with one seed) is above the trivial score;
+    None without a trivial score or a seed. Rows not above it lose their ROI."""
+    table["above_trivial"] = None
+    if trivial is None:
+        return
+    for index, row in table.iterrows():
+        if not row["n"] or pd.isna(row["mean"]):
+            continue
+        bound = row["mean"] if row["n"] == 1 or pd.isna(row["ci_low"]) else row["ci_low"]
+        table.at[index, "above_trivial"] = bool(bound > trivial + 1e-9)  # a float sum's rounding is not a gain
+    below = table["above_trivial"].map(lambda v: v is False)
+    table.loc[below, ["roi_per_device_hour", "roi_per_million_params"]] = math.nan
+
+
+def ranked_rows(table: pd.DataFrame) -> pd.Series:
+    """The rows that may be ranked, marked Pareto-optimal or given an ROI: scored, and not below trivial."""
+    above = table["above_trivial"] if "above_trivial" in table else pd.Series(None, index=table.index)
+    return (table["n"] > 0) & above.map(lambda v: v is not False)
+
+
+def _trivial_notes(table: pd.DataFrame, metric: str, trivial: float | None, predictor: str) -> list[str]:
+    if trivial is None:
+        return []
+    notes = [f"trivial predictor ({predictor or 'trivial'}): {metric} {trivial:.4f}"]
+    below = [r for r in table.to_dict("records") if r["above_trivial"] is False]
+    if below and len(below) == sum(1 for r in table.to_dict("records") if r["above_trivial"] is not None):
+        notes.append(f"no strategy beats the trivial predictor on {metric}: nothing in this table is ranked")
+    elif below:
+        names = ", ".join(
+            f"{r['backbone']} / {r['strategy']}" + (f" ({r['setting']})" if r["setting"] else "") for r in below
+        )
+        notes.append(f"not above trivial (not ranked, no ROI, no Pareto mark): {names}")
+    return notes
 
 
 def _timing_notes(table: pd.DataFrame) -> list[str]:
@@ -291,10 +386,16 @@ def _timing_notes(table: pd.DataFrame) -> list[str]:
 
 
 def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]:
-    """Fill gain, its interval, its p-value and significance against each backbone's baseline row."""
-    for name in ("gain", "gain_ci_low", "gain_ci_high", "p_value"):
+    """Fill gain, its interval, its p-value and significance against each backbone's baseline row.
+
+    A row with the baseline's seeds is tested paired over them, any other with Welch's test
+    (`gain_test` says which); `p_holm` is Holm's correction over every gain of the table, and
+    `significant` compares it with alpha.
+    """
+    for name in ("gain", "gain_ci_low", "gain_ci_high", "p_value", "p_holm"):
         table[name] = math.nan
     table["significant"] = None
+    table["gain_test"] = ""
     if baseline is None:
         return ["no baseline strategy set: gains and ROI are not computed (`--baseline STRATEGY` sets one)"]
     notes = []
@@ -303,17 +404,44 @@ def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]
         if base.empty or not base["n"].iloc[0]:
             notes.append(f"no ok {baseline!r} result for backbone {backbone}: its gains are not computed")
             continue
-        reference = base["seed_values"].iloc[0]
+        reference = dict(zip(base["seeds"].iloc[0], base["seed_values"].iloc[0], strict=True))
         for index in part.index:
             if index == base.index[0]:
                 table.loc[index, "gain"] = 0.0
                 continue
-            diff = welch(table.loc[index, "seed_values"], reference)
+            diff = seed_difference(
+                dict(zip(table.at[index, "seeds"], table.at[index, "seed_values"], strict=True)), reference
+            )
             table.loc[index, ["gain", "gain_ci_low", "gain_ci_high", "p_value"]] = [
                 diff.diff, diff.low, diff.high, diff.p_value,
             ]  # fmt: skip
-            table.at[index, "significant"] = diff.significant(alpha)
+            if not math.isnan(diff.p_value):
+                table.at[index, "gain_test"] = f"paired t over {diff.n} seeds" if diff.test == "paired" else "Welch"
+    tested = table["p_value"].notna()
+    table.loc[tested, "p_holm"] = holm(list(table.loc[tested, "p_value"]))
+    for index in table.index[tested]:
+        table.at[index, "significant"] = bool(table.at[index, "p_holm"] < alpha)
+    if tested.any():
+        notes.append(_tests_note(table.loc[tested, "gain_test"], alpha))
     return notes
+
+
+def _tests_note(tests: pd.Series, alpha: float) -> str:
+    """Which test each gain of the table used, and that their p-values are Holm-corrected together."""
+
+    def gains(n: int) -> str:
+        return f"{n} {'gain' if n == 1 else 'gains'}"
+
+    used = "; ".join(
+        f"a paired t-test over {test.removeprefix('paired t over ').removesuffix(' seeds')} shared seeds ({gains(n)})"
+        if test.startswith("paired")
+        else f"Welch's t-test ({gains(n)}: seeds not the baseline's)"
+        for test, n in tests.value_counts().items()
+    )
+    return (
+        f"gains tested with {used}; p-values Holm-corrected over the table's {gains(len(tests))} tested, "
+        f"significant when the corrected p < {alpha:g}"
+    )
 
 
 def _mark_pareto(table: pd.DataFrame) -> list[str]:
@@ -321,7 +449,7 @@ def _mark_pareto(table: pd.DataFrame) -> list[str]:
     table["pareto"] = False
     devices = [d for d in dict.fromkeys(table["device"]) if d]
     for device in devices:
-        part = table[table["device"] == device]
+        part = table[(table["device"] == device) & ranked_rows(table)]  # not above trivial: never marked
         flags = pareto_optimal(list(part["train_device_hours"]), list(part["mean"]))
         table.loc[part.index, "pareto"] = flags
     if len(devices) > 1:
@@ -350,7 +478,7 @@ def summarise(tables: list[TaskTable]) -> pd.DataFrame:
     ranked = []
     for table in tables:
         for _, part in table.rows.groupby("backbone", sort=False):
-            scored = part[part["n"] > 0]
+            scored = part[ranked_rows(part)]
             if len(scored) < 2:
                 continue
             ranks = scored["mean"].rank(ascending=False, method="average")

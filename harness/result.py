@@ -64,6 +64,11 @@ class CellResult:
     setting: str = ""
     #: final test metrics (None: undefined on the test split)
     metrics: dict[str, float | None] = field(default_factory=dict)
+    #: the test metrics of the task's trivial predictor (majority class, no detections), which a row must beat;
+    #: {} in results written before it was recorded
+    trivial: dict[str, float | None] = field(default_factory=dict)
+    #: what that trivial predictor predicts, e.g. "majority class"
+    trivial_predictor: str = ""
     #: best validation value of the ranking metric and its epoch
     best: dict[str, Any] = field(default_factory=dict)
     #: one entry per epoch: {"epoch", "step", "train_loss", "val": {metric: value}}

@@ -1,15 +1,18 @@
-"""The report's statistics: confidence intervals over seeds, Welch's t-test, the Pareto frontier.
+"""The report's statistics: intervals over seeds, paired and Welch t-tests, Holm's correction, the Pareto frontier.
 
-Seeds are few (often 3), so intervals use Student's t, not the normal approximation, and two
-strategies are compared with Welch's test, which does not assume equal variances. scipy does
-the distribution work; this module only decides what is computed from what.
+Seeds are few (often 3), so intervals use Student's t, not the normal approximation. Two
+strategies that ran the same seeds are compared with a paired t-test over those seeds (a seed
+fixes the data order and the head's initialisation for both); otherwise with Welch's test,
+which does not assume equal variances. The gains of one table are many tests at once, so their
+p-values are Holm-corrected. An interval of a metric bounded to [0, 1] is clipped to it.
+scipy does the distribution work; this module only decides what is computed from what.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,15 +23,28 @@ ALPHA = 0.05
 
 NAN = float("nan")
 
+#: metrics that are proportions: their intervals are clipped to [0, 1]
+_UNIT_METRICS = ("top", "map", "mar", "miou", "pixel_acc", "acc")
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric's values lie in, where known: [0, 1] for accuracies, mAP, mAR and mIoU."""
+    return (0.0, 1.0) if metric.lower().startswith(_UNIT_METRICS) else None
+
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean and its two-sided confidence interval (NaN bounds when n < 2)."""
+    """A mean and its two-sided confidence interval (NaN bounds when n < 2).
+
+    `clipped` says a bound was moved to the metric's range, so the interval is no longer
+    symmetric about the mean and `half_width` is only half its length.
+    """
 
     mean: float
     low: float
     high: float
     n: int
+    clipped: bool = False
 
     @property
     def half_width(self) -> float:
@@ -37,13 +53,18 @@ class Interval:
 
 @dataclass(frozen=True)
 class Difference:
-    """Mean of `a` minus mean of `b`: Welch's interval and two-sided p-value."""
+    """Mean of `a` minus mean of `b`: the test's interval and two-sided p-value.
+
+    `test` is "paired" (t over `n` shared seeds) or "welch" (`n` is then the smaller side).
+    """
 
     diff: float
     low: float
     high: float
     p_value: float
     df: float
+    test: str = "welch"
+    n: int = 0
 
     def significant(self, alpha: float = ALPHA) -> bool | None:
         """p < alpha; None when the test cannot be made (fewer than two values on a side)."""
@@ -55,8 +76,10 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return array[~np.isnan(array)]
 
 
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean ± t(n-1) · s / √n, with s the sample standard deviation."""
+def mean_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> Interval:
+    """Mean ± t(n-1) · s / √n, with s the sample standard deviation, clipped to `bounds` if given."""
     x = _clean(values)
     if len(x) == 0:
         return Interval(NAN, NAN, NAN, 0)
@@ -64,7 +87,11 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> In
     if len(x) < 2:
         return Interval(mean, NAN, NAN, len(x))
     half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return Interval(mean, mean - half, mean + half, len(x))
+    low, high = mean - half, mean + half
+    if bounds is None:
+        return Interval(mean, low, high, len(x))
+    clipped_low, clipped_high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, clipped_low, clipped_high, len(x), (clipped_low, clipped_high) != (low, high))
 
 
 def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Difference:
@@ -85,7 +112,60 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
         warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
         result = stats.ttest_ind(x, y, equal_var=False)
         ci = result.confidence_interval(confidence)
-    return Difference(diff, float(ci.low), float(ci.high), float(result.pvalue), float(result.df))
+    n = min(len(x), len(y))
+    return Difference(diff, float(ci.low), float(ci.high), float(result.pvalue), float(result.df), "welch", n)
+
+
+def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Difference:
+    """Paired t-test of mean(a - b) over aligned pairs (a[i] and b[i] share seed i), with its interval.
+
+    Pairs with a NaN on either side are dropped. Constant differences give p = 1 when they are
+    all 0 and p = 0 otherwise, as in `welch`.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {len(x)} and {len(y)}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    d = x[keep] - y[keep]
+    if len(d) == 0:
+        return Difference(NAN, NAN, NAN, NAN, NAN, "paired", 0)
+    diff = float(d.mean())
+    if len(d) < 2:
+        return Difference(diff, NAN, NAN, NAN, NAN, "paired", 1)
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # equal up to the subtraction's rounding
+        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, len(d) - 1, "paired", len(d))
+    with warnings.catch_warnings():  # nearly constant differences are still a valid sample
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        result = stats.ttest_rel(x[keep], y[keep])
+        ci = result.confidence_interval(confidence)
+    return Difference(diff, float(ci.low), float(ci.high), float(result.pvalue), float(result.df), "paired", len(d))
+
+
+def seed_difference(a: Mapping[int, float], b: Mapping[int, float], confidence: float = CONFIDENCE) -> Difference:
+    """mean(a) - mean(b) from per-seed values: paired when both sides have the same seeds, Welch otherwise."""
+    seeds_a = {s for s, v in a.items() if not math.isnan(v)}
+    seeds_b = {s for s, v in b.items() if not math.isnan(v)}
+    if seeds_a == seeds_b and len(seeds_a) >= 2:
+        order = sorted(seeds_a)
+        return paired([a[s] for s in order], [b[s] for s in order], confidence)
+    return welch(list(a.values()), list(b.values()), confidence)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and is not counted among the m tests).
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) · p_(j)); an
+    adjusted p < alpha rejects exactly the hypotheses Holm's procedure rejects at alpha.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p), NAN)
+    known = np.flatnonzero(~np.isnan(p))
+    order = known[np.argsort(p[known], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p[index])))
+        adjusted[index] = running
+    return [float(v) for v in adjusted]
 
 
 def pareto_optimal(costs: Sequence[float], scores: Sequence[float]) -> list[bool]:

@@ -510,6 +510,7 @@ def results_frame(results: list[CellResult]) -> pd.DataFrame:
             "best_val": result.best.get("value"),
         }
         row.update({f"metric.{k}": v for k, v in result.metrics.items()})
+        row.update({f"trivial.{k}": v for k, v in result.trivial.items()}, trivial_predictor=result.trivial_predictor)
         row.update({f"val.{k}": v for k, v in (result.curve[-1].get("val", {}) if result.curve else {}).items()})
         row.update({f"cost.{k}": v for k, v in vars(result.cost).items()})
         rows.append(row)

@@ -15,6 +15,7 @@ import sys
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +34,9 @@ from pydantic import (
 from harness.errors import SuiteError
 from harness.registry import Registry
 from harness.weights import check_checkpoint, parse_weights, resolve_named
+
+if typing.TYPE_CHECKING:
+    from harness.overrides import Override
 
 #: a suite file larger than this is refused before it is read (a suite is a few KiB)
 MAX_SUITE_BYTES = 1 << 20
@@ -333,13 +337,15 @@ class Suite(Strict):
         return axes
 
 
-def load_suite(path: str | Path, registry: Registry | None = None, overrides: Sequence[str] = ()) -> Suite:
+def load_suite(
+    path: str | Path, registry: Registry | None = None, overrides: Sequence[str | Override] = ()
+) -> Suite:
     """Read and fully validate a suite file; raises `SuiteError` naming file and key.
 
     `overrides` (`--set PATH=VALUE`, see `harness.overrides`) change the file's data before it is
     validated, so they are validated as the file is; an error then also names the overrides.
     """
-    from harness.overrides import applied, apply_overrides, parse_overrides
+    from harness.overrides import ShadowedOverride, applied, apply_overrides, parse_overrides, shadowed
 
     given = parse_overrides(overrides)
     path = Path(path)
@@ -355,9 +361,13 @@ def load_suite(path: str | Path, registry: Registry | None = None, overrides: Se
     if not given:
         return parse_suite(data, str(path), registry)
     try:
-        return parse_suite(apply_overrides(data, given), str(path), registry)
+        changed = apply_overrides(data, given)
+        suite = parse_suite(changed, str(path), registry)
     except SuiteError as exc:
         raise SuiteError(f"{exc} (with {applied(given)})") from None
+    for line in shadowed(changed, given):  # a task's own epochs wins over --set training.epochs: say so
+        warnings.warn(line, ShadowedOverride, stacklevel=2)
+    return suite
 
 
 def _read_text(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from harness.cli import create_app
 from harness.errors import BenchError
-from harness.overrides import SHOWN, apply_overrides, parse_overrides
+from harness.overrides import SHOWN, ShadowedOverride, apply_overrides, parse_override, parse_overrides
 from harness.selection import parse_only
 from harness.suite import Training, load_suite
 from tests.conftest import tiny_dataset, tiny_suite, to_toml
@@ -49,7 +50,7 @@ def _error(result: Any) -> str:
 def _plan_rows(*args: str) -> list[dict[str, str]]:
     result = runner.invoke(app, ["plan", *args, "--format", "csv"])
     assert result.exit_code == 0, result.output
-    return list(csv.DictReader(io.StringIO(result.output)))
+    return list(csv.DictReader(io.StringIO(result.stdout)))  # warnings go to stderr
 
 
 # --- --set ----------------------------------------------------------------------------------
@@ -145,10 +146,11 @@ def test_a_list_value_makes_a_sweep(write_suite, tmp_path: Path) -> None:
 def test_the_bundled_suite_takes_set_too(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     plain = _plan_rows("--only", "task=shapes-cls,strategy=full,seed=0")
-    smoke = _plan_rows("--set", "training.epochs=1", "--only", "task=shapes-cls,strategy=full,seed=0")
+    # the smoke run of the README: --set-all also reaches the stage and tasks that set epochs themselves
+    smoke = _plan_rows("--set-all", "training.epochs=1", "--only", "task=shapes-cls,strategy=full,seed=0")
     assert len(plain) == len(smoke) == 2  # the pretraining stage, the cell
     assert plain[0]["task"] == smoke[0]["task"] == "pretrain:shapes-source"
-    assert plain[1]["key"] != smoke[1]["key"]  # other settings, another cell
+    assert plain[0]["key"] != smoke[0]["key"] and plain[1]["key"] != smoke[1]["key"]  # other settings, other cells
 
 
 @pytest.mark.parametrize(
@@ -185,6 +187,67 @@ def test_validation_after_set_names_the_file_the_key_and_the_overrides(write_sui
     assert line == f"error: {suite}: training.epoch: unknown key; allowed: {allowed} (with --set training.epoch=1)"
     line = _error(runner.invoke(app, ["plan", str(suite), "--set", "strategies.full.options.rank=4"]))
     assert "strategies[2].options.rank: unknown key" in line and "(with --set strategies.full.options.rank=4)" in line
+
+
+def _shadowing_suite(output: Path) -> dict[str, Any]:
+    """Epochs set in `[training]` and again by a task, a strategy and a pretraining stage of their own."""
+    data = _cls_suite(output, strategies=[{"name": "full", "training": {"epochs": 3}}, {"name": "linear_probe"}])
+    data["tasks"].append({"name": "seg", "kind": "segmentation", "dataset": tiny_dataset(), "training": {"epochs": 4}})
+    data["tasks"][0]["training"] = {"batch_size": 4}  # sets something else: not shadowing epochs
+    data["pretrain"] = [{"name": "src", "backbone": "resnet18", "dataset": tiny_dataset(), "training": {"epochs": 5}}]
+    return data
+
+
+def _warnings(result: Any) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+
+
+def _epochs(loaded: Any) -> dict[str, int]:
+    task, strategy = {t.name: t for t in loaded.tasks}, {s.id: s for s in loaded.strategies}
+    epochs = {f"{t}/{s}": loaded.training_for(task[t], strategy[s]).epochs for t in task for s in strategy}
+    return {**epochs, "pretrain:src": loaded.training.override(loaded.pretrain[0].training).epochs}
+
+
+def test_a_shadowed_set_warns_once_per_entry_that_keeps_its_own(write_suite, tmp_path: Path, registry) -> None:
+    suite = write_suite(_shadowing_suite(tmp_path / "out"))
+    said = _warnings(runner.invoke(app, ["plan", str(suite), "--set", "training.epochs=1", "--format", "csv"]))
+    assert said == [
+        "warning: --set training.epochs=1 does not reach task 'seg', which sets training.epochs = 4 itself; "
+        "--set tasks.seg.training.epochs=... sets it there, --set-all training.epochs=... everywhere",
+        "warning: --set training.epochs=1 does not reach strategy 'full', which sets training.epochs = 3 itself; "
+        "--set strategies.full.training.epochs=... sets it there, --set-all training.epochs=... everywhere",
+        "warning: --set training.epochs=1 does not reach pretraining stage 'src', which sets training.epochs = 5 "
+        "itself; --set pretrain.src.training.epochs=... sets it there, --set-all training.epochs=... everywhere",
+    ]
+    with pytest.warns(ShadowedOverride) as caught:  # Python callers of load_suite are told too
+        loaded = load_suite(suite, registry, overrides=["training.epochs=1"])
+    assert len(caught) == 3
+    assert _epochs(loaded) == {  # what the warnings say: the entries' own epochs won
+        "cls/full": 3, "cls/linear_probe": 1, "seg/full": 3, "seg/linear_probe": 4, "pretrain:src": 5,
+    }  # fmt: skip
+    # a table value and `run` say the same; a setting no entry sets for itself is quiet
+    said = _warnings(runner.invoke(app, ["plan", str(suite), "--set", "training={ epochs = 1 }"]))
+    assert len(said) == 3 and all("--set training={ epochs = 1 } does not reach" in line for line in said)
+    assert _warnings(runner.invoke(app, ["plan", str(suite), "--set", "training.lr=0.1"])) == []
+
+
+def test_paths_and_set_all_reach_the_shadowed_entries(write_suite, tmp_path: Path, registry) -> None:
+    suite = write_suite(_shadowing_suite(tmp_path / "out"))
+    everywhere = {"cls/full": 1, "cls/linear_probe": 1, "seg/full": 1, "seg/linear_probe": 1, "pretrain:src": 1}
+    paths = ["tasks.seg.training.epochs=1", "strategies.full.training.epochs=1", "pretrain.src.training.epochs=1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShadowedOverride)
+        assert _epochs(load_suite(suite, registry, overrides=["training.epochs=1", *paths])) == everywhere
+        set_all = parse_override("training.epochs=1", everywhere=True)
+        assert _epochs(load_suite(suite, registry, overrides=[set_all])) == everywhere
+    assert _warnings(runner.invoke(app, ["plan", str(suite), "--set-all", "training.epochs=1"])) == []
+    # entries that do not set epochs are left to `[training]`; a later --set still wins for its entry
+    loaded = load_suite(suite, registry, overrides=[set_all, "strategies.full.training.epochs=2"])
+    assert loaded.tasks[0].training.model_fields_set == {"batch_size"}
+    assert _epochs(loaded)["cls/full"] == 2 and _epochs(loaded)["cls/linear_probe"] == 1
+    line = _error(runner.invoke(app, ["plan", str(suite), "--set-all", "seeds=[1]"]))
+    assert line.startswith("error: --set-all seeds=[1]: only training.KEY settings") and "allowed: training.KEY" in line
 
 
 # --- --only -----------------------------------------------------------------------------------

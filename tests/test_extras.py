@@ -7,6 +7,8 @@ so the missing-extra paths are tested without uninstalling anything.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,14 +17,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from harness import extras
 from harness.cli import create_app
 from harness.errors import Unsupported
+from harness.extras import DISTRIBUTION, install_hint
 from harness.store import load_results
 from tests.conftest import tiny_suite, to_toml
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-NO_PEFT = "lora needs peft, which is not installed: pip install 'bench[lora]'"
-NO_MATPLOTLIB = "bench plot needs matplotlib: pip install 'bench[plot]'"
+NO_PEFT = f"lora needs peft, which is not installed: {install_hint('lora')}"
+NO_MATPLOTLIB = f"bench plot needs matplotlib: {install_hint('plot')}"
 runner = CliRunner()
 app = create_app()
 
@@ -59,7 +63,7 @@ def test_lora_prepare_without_peft_says_which_extra(registry, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "peft", None)
     lora = registry.create("strategy", "lora", {})
     assert lora.check("classification") == NO_PEFT
-    with pytest.raises(Unsupported, match=r"pip install 'bench\[lora\]'$"):
+    with pytest.raises(Unsupported, match=re.escape(install_hint("lora")) + "$"):
         lora.prepare(None)  # fails on the import, before it reads the model
 
 
@@ -95,3 +99,65 @@ def test_cli_and_plugins_import_no_optional_extra(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Dist:
+    """Just enough of an importlib.metadata.Distribution for `extras`."""
+
+    def __init__(self, direct_url: dict | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        return json.dumps(self.direct_url) if name == "direct_url.json" and self.direct_url else None
+
+
+def _installed_as(monkeypatch: pytest.MonkeyPatch, dist: _Dist | None, source_tree: bool) -> None:
+    extras._checkout.cache_clear()
+    monkeypatch.setattr(extras, "_own_distribution", lambda: dist)
+    if not source_tree:  # as from site-packages: no pyproject.toml beside the package
+        monkeypatch.setattr(extras, "__file__", "/nowhere/site-packages/harness/extras.py")
+    monkeypatch.chdir("/")
+
+
+def test_an_editable_install_is_told_to_install_the_extra_from_its_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = tmp_path / "my checkout"
+    checkout.mkdir()
+    _installed_as(monkeypatch, _Dist({"url": checkout.as_uri(), "dir_info": {"editable": True}}), source_tree=False)
+    try:
+        assert install_hint("plot") == f'pip install -e "{checkout.resolve()}[plot]"'
+        monkeypatch.chdir(checkout)
+        assert install_hint("lora") == 'pip install -e ".[lora]"'  # as the README writes it
+    finally:
+        extras._checkout.cache_clear()
+
+
+def test_an_install_from_the_index_is_told_the_distribution_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    for dist in (_Dist(None), _Dist({"url": "https://example.org/x.whl", "archive_info": {}}), None):
+        _installed_as(monkeypatch, dist, source_tree=False)
+        try:
+            assert install_hint("ray") == f'pip install "{DISTRIBUTION}[ray]"'
+        finally:
+            extras._checkout.cache_clear()
+    assert DISTRIBUTION != "bench"  # bench on the package index is another project
+
+
+def test_a_source_tree_on_the_path_is_told_to_install_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed_as(monkeypatch, _Dist(None), source_tree=True)
+    try:
+        root = Path(extras.__file__).resolve().parents[1]
+        assert install_hint("plot") == f'pip install -e "{root}[plot]"'
+    finally:
+        extras._checkout.cache_clear()
+
+
+def test_the_distribution_is_named_finetune_bench_and_keeps_the_bench_command() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION
+    assert project["scripts"]["bench"] == "harness.cli:main"
+    for example in (Path(__file__).parents[1] / "examples").glob("*/pyproject.toml"):
+        needs = tomllib.loads(example.read_text())["project"].get("dependencies", [])
+        assert DISTRIBUTION in needs and "bench" not in needs, example

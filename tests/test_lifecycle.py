@@ -192,11 +192,12 @@ def test_each_cell_records_the_package_and_version_of_its_components(tmp_path: P
     summary = run_suite(parse_suite(data, registry=registry), registry)
     (result,) = Store(summary.output).results()
     plugins = result.provenance["plugins"]
-    bench = importlib.metadata.version("bench")
+    ours = importlib.metadata.packages_distributions()["harness"][0]  # finetune-bench once reinstalled
+    bench = importlib.metadata.version(ours)
     assert plugins["task"] == {
         "name": "classification",
         "provider": "bench (built-in)",
-        "distribution": "bench",
+        "distribution": ours,
         "version": bench,
     }
     assert plugins["dataset"]["name"] == "shapes" and plugins["backbone"]["name"] == "resnet18"

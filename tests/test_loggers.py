@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from harness import ParamGroup, Strategy, TaskModel, hookimpl
 from harness.cli import create_app
+from harness.extras import install_hint
 from harness.registry import Registry
 from harness.result import CellResult
 from harness.runner import RunSummary, run_suite
@@ -216,7 +217,7 @@ def test_unknown_loggers_and_options_are_refused(tmp_path: Path, app) -> None:
 def test_a_missing_extra_is_named_when_the_suite_loads(tmp_path: Path, app, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
     line = _error(cli.invoke(app, ["run", str(_file(tmp_path, loggers=["mlflow"]))]))
-    assert line.endswith('loggers[0].name: logger "mlflow" needs MLflow: pip install "bench[mlflow]"')
+    assert line.endswith(f'loggers[0].name: logger "mlflow" needs MLflow: {install_hint("mlflow")}')
     monkeypatch.setattr(TensorBoard, "available", lambda self: 'logger "tensorboard" needs TensorBoard: ...')
     line = _error(cli.invoke(app, ["run", str(_file(tmp_path)), "--logger", "tensorboard"]))
     assert line.startswith("error: --logger: loggers[0].name: ") and "needs TensorBoard" in line

@@ -6,7 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
+from scipy import stats
+from typer.testing import CliRunner
 
+from harness.cli import create_app
 from harness.errors import BenchError
 from harness.report import build_report
 from harness.result import CellResult, Cost
@@ -88,3 +91,31 @@ def test_devices_are_never_mixed_silently(results: Path) -> None:
     assert rows.loc[("resnet18", "scratch"), "device"] == "mixed: NVIDIA H100 80GB HBM3; cpu (2 cores, 2 threads)"
     assert rows.loc[("resnet18", "full"), "device"] == "cpu (2 cores, 2 threads)"
     assert any(note.startswith("costs were measured on 2 devices") for note in table.notes)
+
+
+def test_gains_paired_on_shared_seeds_welch_otherwise_holm_within_the_table(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    scratch, probe, full = [0.50, 0.58, 0.54], [0.55, 0.64, 0.58], [0.9244, 1.0]
+    cells = [_cell(f"s{i}", "scratch", i, v) for i, v in enumerate(scratch)]
+    cells += [_cell(f"p{i}", "probe", i, v) for i, v in enumerate(probe)]  # seeds 0, 1, 2: paired
+    cells += [_cell(f"f{i}", "full", i + 5, v) for i, v in enumerate(full)]  # seeds 5, 6: Welch
+    for cell in cells:
+        store.save(cell)
+    store.write_manifest({"settings": {"baseline": "scratch"}, "cells": [c.key for c in cells]})
+    (table,) = build_report(tmp_path).tables
+    rows = table.rows.set_index("strategy")
+    paired, welch = stats.ttest_rel(probe, scratch), stats.ttest_ind(full, scratch, equal_var=False)
+    assert rows.loc["probe", "gain_test"] == "paired t over 3 seeds"
+    assert rows.loc["probe", "p_value"] == pytest.approx(paired.pvalue, rel=1e-9)
+    assert rows.loc["full", "gain_test"] == "Welch"
+    assert rows.loc["full", "p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    low, high = sorted([paired.pvalue, welch.pvalue])
+    holm = {low: 2 * low, high: max(2 * low, high)}  # two tests in the table
+    assert rows.loc["probe", "p_holm"] == pytest.approx(min(1.0, holm[paired.pvalue]), rel=1e-9)
+    assert rows.loc["full", "p_holm"] == pytest.approx(min(1.0, holm[welch.pvalue]), rel=1e-9)
+    assert any("Welch's t-test (1 gain: seeds not the baseline's)" in n and "Holm-corrected" in n for n in table.notes)
+    # two seeds near 1: t(1) reaches past 1; top1 is a proportion, so the interval stops at 1
+    assert rows.loc["full", "ci_high"] == 1.0
+    assert rows.loc["full", "ci_low"] == pytest.approx(0.9622 - stats.t.ppf(0.975, 1) * 0.0756 / 2, abs=1e-6)
+    text = CliRunner().invoke(create_app(), ["report", str(tmp_path)]).output
+    assert f"| 0.9622 [{rows.loc['full', 'ci_low']:.4f}, 1.0000] (2) |" in text

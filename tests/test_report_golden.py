@@ -59,30 +59,43 @@ def test_means_and_student_t_intervals_by_hand(report) -> None:
     assert partial["n"] == 1 and partial["mean"] == pytest.approx(0.68) and math.isnan(partial["ci_half_width"])
 
 
-def test_gains_welch_intervals_and_significance(report) -> None:
+def test_gains_paired_over_shared_seeds_and_holm_corrected(report) -> None:
     cls = rows_of(report, "cls")
     full = cls.loc[("r18", "full")]
-    # equal n and variances: se = sqrt(0.0004/3 + 0.0004/3) = 0.016330, Welch df = 4, t = 12.247
-    assert full["gain"] == pytest.approx(0.20)
-    assert full["gain_ci_low"] == pytest.approx(0.20 - T_4 * 0.016330, rel=1e-3)
-    assert full["gain_ci_high"] == pytest.approx(0.20 + T_4 * 0.016330, rel=1e-3)
-    assert full["p_value"] == pytest.approx(2 * stats.t.sf(0.20 / 0.016330, 4), rel=1e-3)
-    assert full["p_value"] == pytest.approx(0.000255, rel=1e-2) and full["significant"] is True
-    for strategy, values, significant in [
-        ("probe", [0.60, 0.66, 0.63], True),
-        ("lora", [0.49, 0.53, 0.51], False),
-        ("bitfit", [0.40, 0.80, 0.60], False),  # a larger gain than lora's loss, but too noisy to tell
-    ]:
+    # full - scratch per seed: 0.20, 0.22, 0.18 -> mean 0.20, s 0.02, se 0.011547, df 2, t = 17.32
+    assert full["gain"] == pytest.approx(0.20) and full["gain_test"] == "paired t over 3 seeds"
+    assert full["gain_ci_low"] == pytest.approx(0.20 - T_2 * 0.011547, rel=1e-3)
+    assert full["gain_ci_high"] == pytest.approx(0.20 + T_2 * 0.011547, rel=1e-3)
+    assert full["p_value"] == pytest.approx(2 * stats.t.sf(0.20 / 0.011547, 2), rel=1e-3)
+    scratch = [0.50, 0.52, 0.54]
+    tested = {"full": [0.70, 0.74, 0.72], "probe": [0.60, 0.66, 0.63], "lora": [0.49, 0.53, 0.51],
+              "bitfit": [0.40, 0.80, 0.60]}  # fmt: skip
+    raw = {}
+    for strategy, values in tested.items():  # seeds 0, 1, 2 on both sides: paired, as scipy's ttest_rel
         row = cls.loc[("r18", strategy)]
-        reference = stats.ttest_ind(values, [0.50, 0.52, 0.54], equal_var=False)
+        reference = stats.ttest_rel(values, scratch)
         assert row["p_value"] == pytest.approx(reference.pvalue, rel=1e-9)
         ci = reference.confidence_interval(0.95)
         assert (row["gain_ci_low"], row["gain_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
-        assert row["significant"] is significant
+        raw[strategy] = reference.pvalue
+    # Holm over the table's 4 tests: p sorted full < probe < lora < bitfit, multiplied by 4, 3, 2, 1, running max
+    full_p, probe_p = 4 * raw["full"], max(4 * raw["full"], 3 * raw["probe"])
+    lora_p = max(probe_p, 2 * raw["lora"])
+    expected = {"full": full_p, "probe": probe_p, "lora": lora_p, "bitfit": min(1.0, max(lora_p, raw["bitfit"]))}
+    for strategy, p_holm in expected.items():
+        assert cls.loc[("r18", strategy), "p_holm"] == pytest.approx(p_holm, rel=1e-9)
+    # probe: p 0.019 alone would pass 0.05; corrected over four gains (0.056) it does not
+    assert raw["probe"] < 0.05 < cls.loc[("r18", "probe"), "p_holm"]
+    assert [cls.loc[("r18", s), "significant"] for s in tested] == [True, False, False, False]
     assert cls.loc[("r18", "scratch"), "gain"] == 0 and cls.loc[("r18", "scratch"), "significant"] is None
-    partial = cls.loc[("r18", "partial")]  # one seed: a gain, but no test
+    partial = cls.loc[("r18", "partial")]  # one seed: a gain, but no test, and not one of Holm's m
     assert partial["gain"] == pytest.approx(0.16) and partial["significant"] is None
-    assert math.isnan(partial["p_value"])
+    assert math.isnan(partial["p_value"]) and math.isnan(partial["p_holm"]) and partial["gain_test"] == ""
+    notes = next(t for t in report.tables if t.task == "cls").notes
+    assert (
+        "gains tested with a paired t-test over 3 shared seeds (4 gains); p-values Holm-corrected over the "
+        "table's 4 gains tested, significant when the corrected p < 0.05"
+    ) in notes
 
 
 def test_roi_columns(report) -> None:
@@ -136,12 +149,13 @@ def test_summary_ranks_and_gains(report) -> None:
 def test_markdown_report_golden_lines() -> None:
     text = runner.invoke(app, ["report", str(GOLDEN)]).output
     assert (
-        "| r18 | full | 0.7200 ± 0.0497 (3) | +0.2000 [+0.1547, +0.2453] | yes (p=0.00026) | 0.2 ± 0 | 1.4 | 1024 | "
-        "1.00k (1%) | - | +1 | +200 | ★ | ok |"
+        "| r18 | full | 0.7200 [0.6703, 0.7697] (3) | +0.2000 [+0.1503, +0.2497] | yes (p=0.013) | 0.2 ± 0 | 1.4 | "
+        "1024 | 1.00k (1%) | - | +1 | +200 | ★ | ok |"
     ) in text
     assert "| r18 | distill | - | - | - | - | - | - | - (-%) | - | - | - |  | 3 failed: RuntimeError" in text
     assert "| full | 1.00 (1) | +0.2000 | 1 | 1.00 (1) | +0.1000 | 1 | 1.00 |" in text
-    assert "**significant**: Welch's two-sided t-test of the gain has p < 0.05" in text
+    significant = "**significant**: the gain's two-sided p-value, Holm-corrected over all gains of the table, is below"
+    assert f"{significant} 0.05" in text
 
 
 def test_options_filter_sort_and_threshold() -> None:
@@ -152,10 +166,10 @@ def test_options_filter_sort_and_threshold() -> None:
     only = build_report(GOLDEN, strategies=("probe",)).tables[0].rows  # gains still against scratch
     assert list(only["strategy"]) == ["probe"] and only["gain"].iloc[0] == pytest.approx(0.11)
     assert only["pareto"].iloc[0]
-    strict = rows_of(build_report(GOLDEN, alpha=0.001), "cls")
-    assert strict.loc[("r18", "full"), "significant"] and not strict.loc[("r18", "probe"), "significant"]
-    text = runner.invoke(app, ["report", str(GOLDEN), "--alpha", "0.001"]).output
-    assert "p < 0.001" in text
+    strict = rows_of(build_report(GOLDEN, alpha=0.01), "cls")  # full's Holm p is 0.013: significant at 0.05 only
+    assert strict.loc[("r18", "full"), "significant"] is False
+    text = runner.invoke(app, ["report", str(GOLDEN), "--alpha", "0.01"]).output
+    assert "below 0.01" in text and "corrected p < 0.01" in text
     bad = runner.invoke(app, ["report", str(GOLDEN), "--task", "nope"])
     assert bad.exit_code == 2 and "--task: unknown task 'nope'; allowed: cls, seg" in bad.output
     bad = runner.invoke(app, ["report", str(GOLDEN), "--sort", "luck"])
@@ -173,7 +187,7 @@ def test_csv_and_json_parse_back_to_the_same_numbers(report) -> None:
     cls = document["tasks"][0]
     assert cls["task"] == "cls" and cls["metric"] == "top1" and cls["baseline"] == "scratch"
     row = next(r for r in cls["rows"] if r["strategy"] == "full" and r["backbone"] == "r18")
-    assert row["seed_values"] == [0.70, 0.74, 0.72] and row["p_value"] == pytest.approx(0.000255, rel=1e-2)
+    assert row["seed_values"] == [0.70, 0.74, 0.72] and row["p_value"] == pytest.approx(0.003317, rel=1e-3)
     distill = next(r for r in cls["rows"] if r["strategy"] == "distill")
     assert distill["mean"] is None and distill["n"] == 0
     assert {s["strategy"] for s in document["summary"]} == {"full", "partial", "probe", "bitfit", "scratch", "lora"}
@@ -216,7 +230,7 @@ def test_html_is_one_self_contained_file_with_every_table() -> None:
     cls, seg, summary = parser.tables
     assert len(cls) == 1 + 8 and len(seg) == 1 + 3 and len(summary) == 1 + 6
     assert all(len(row) == len(cls[0]) for row in cls)
-    assert cls[2][:3] == ["r18", "full", "0.7200 ± 0.0497 (3)"]
+    assert cls[2][:3] == ["r18", "full", "0.7200 [0.6703, 0.7697] (3)"]
     assert '<tr class="pareto">' in text and "Definitions" in text
 
 
@@ -242,7 +256,7 @@ def test_latex_is_booktabs_and_compiles_when_tex_is_installed(tmp_path: Path) ->
     header = text.split(r"\toprule")[1].split(r"\midrule")[0].strip()
     columns = header.count(" & ") + 1
     assert all(line.count(" & ") + 1 == columns for line in body)
-    assert r"0.7200 $\pm$ 0.0497 (3)" in text and r"$\star$" in text
+    assert r"0.7200 [0.6703, 0.7697] (3)" in text and r"$\star$" in text
     engine = shutil.which("pdflatex")
     if engine is None:
         pytest.skip("no TeX engine installed: checked structurally only")

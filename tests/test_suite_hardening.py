@@ -544,13 +544,15 @@ def test_integers_for_floats_give_the_keys_of_floats(tmp_path: Path, registry) -
 
 
 def test_a_metric_the_dataset_cannot_give_is_refused(tmp_path: Path, registry) -> None:
-    """top5 needs five classes: with two, every cell would fail after training; refused when the suite loads."""
+    """top5 needs more than five classes (with five it is 1 for any model): refused when the suite loads."""
     data = _one_task(tmp_path)
     data["tasks"][0]["metric"] = "top5"
     data["tasks"][0]["dataset"] = {"name": "shapes", "options": {"shapes": ["circle", "square"], "image_size": 32}}
     _refused(data, registry, "tasks[0].metric: 'top5' needs more than 2 classes; allowed: top1")
     data["tasks"][0]["dataset"]["options"]["shapes"] = ["circle", "square", "triangle", "cross", "ring"]
-    parse_suite(data, registry=registry)  # five classes: fine
+    _refused(data, registry, "tasks[0].metric: 'top5' needs more than 5 classes; allowed: top1")
+    data["tasks"][0]["dataset"]["options"]["shapes"].append("diamond")
+    parse_suite(data, registry=registry)  # six classes: fine
 
 
 def test_a_devkit_metric_needs_its_protocol(tmp_path: Path, registry) -> None:

@@ -1,4 +1,4 @@
-"""`ray`: each job a Ray core task, on an existing cluster or a local one (`pip install "bench[ray]"`).
+"""`ray`: each job a Ray core task, on an existing cluster or a local one (the `ray` extra).
 
 Workers write results, checkpoints and claims to the results directory themselves, as every
 executor's workers do: a job needs the artefacts of the jobs before it (a pretraining checkpoint,
@@ -20,6 +20,7 @@ from pydantic import Field
 
 from harness import Executor, Options, hookimpl
 from harness.errors import BenchError
+from harness.extras import install_hint
 from harness.job import Job, JobOutcome, crashed, run_job_safely
 from harness.progress import Forwarding, Observer, deliver
 from harness.registry import Registry
@@ -65,7 +66,7 @@ class Ray(Executor):
         try:
             import ray
         except ImportError:
-            raise BenchError('executor "ray" needs Ray: pip install "bench[ray]"') from None
+            raise BenchError(f'executor "ray" needs Ray: {install_hint("ray")}') from None
         self.ray, self.observer = ray, observer
         options: RayOptions = self.options  # type: ignore[assignment]
         self.started_here = not ray.is_initialized()

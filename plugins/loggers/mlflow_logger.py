@@ -1,4 +1,4 @@
-"""`mlflow`: one MLflow run per cell in a tracking store (`pip install "bench[mlflow]"`).
+"""`mlflow`: one MLflow run per cell in a tracking store (the `mlflow` extra).
 
 By default the store is a local one in the results directory, `<results>/mlruns` (MLflow's file
 store, which `mlflow-skinny` writes without a database library or a server); `tracking_uri`
@@ -21,6 +21,7 @@ from pydantic import Field
 
 from harness import Options, hookimpl
 from harness.components import Logger
+from harness.extras import install_hint
 
 if TYPE_CHECKING:
     from harness.cell import Cell
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from harness.runner import RunSummary
     from harness.suite import Suite
 
-MISSING = 'logger "mlflow" needs MLflow: pip install "bench[mlflow]"'
+MISSING = f'logger "mlflow" needs MLflow: {install_hint("mlflow")}'
 #: MLflow's run status by the cell's; a skipped cell did not run, yet nothing went wrong
 RUN_STATUS = {"ok": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "skipped": "FINISHED"}
 #: the shortest param value limit of MLflow's stores (500 before 2.x raised it); longer values are cut

@@ -1,4 +1,4 @@
-"""`tensorboard`: TensorBoard event files, one folder per cell (`pip install "bench[tensorboard]"`).
+"""`tensorboard`: TensorBoard event files, one folder per cell (the `tensorboard` extra).
 
 `<results>/tensorboard/<cell key>/` (or the `log_dir` option) holds each cell's curves: train/loss,
 train/lr and train/samples_per_second as training goes, train/epoch_loss and val/<metric> per
@@ -18,13 +18,14 @@ from pydantic import Field
 
 from harness import Options, hookimpl
 from harness.components import Logger
+from harness.extras import install_hint
 
 if TYPE_CHECKING:
     from harness.cell import Cell
     from harness.result import CellResult
     from harness.runner import RunSummary
 
-MISSING = 'logger "tensorboard" needs TensorBoard: pip install "bench[tensorboard]"'
+MISSING = f'logger "tensorboard" needs TensorBoard: {install_hint("tensorboard")}'
 
 
 class TensorBoardOptions(Options):

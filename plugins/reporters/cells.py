@@ -13,14 +13,17 @@ from harness.formatting import count, missing, number, significant_figures
 from harness.report import Report, TaskTable
 
 PARETO_MARK = "★"
+#: after the metric of a row whose score does not beat the task's trivial predictor (docs/report.md)
+NOT_ABOVE_TRIVIAL = "(not above trivial)"
 
 
 def _significance(row: dict[str, Any], baseline: str | None) -> str:
     if row["strategy"] == baseline and row["gain"] == 0:
         return "baseline"
-    if row["significant"] is None or missing(row["p_value"]):
+    p = row.get("p_holm", row["p_value"])  # Holm-corrected within the table
+    if row["significant"] is None or missing(p):
         return "-"
-    return f"{'yes' if row['significant'] else 'no'} (p={row['p_value']:.2g})"
+    return f"{'yes' if row['significant'] else 'no'} (p={p:.2g})"
 
 
 DISTURBED_MARK = "†"
@@ -64,9 +67,13 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     devices = len({d for d in rows["device"] if d}) > 1  # costs from several devices: say which row is which
     lines = []
     for row in rows.to_dict("records"):
-        metric = f"{number(row['mean'])} ± {number(row['ci_half_width'])} ({row['n']})" if row["n"] else "-"
+        metric = "-"
+        if row["n"]:  # the interval's bounds: clipped to the metric's range, it need not be symmetric
+            metric = f"{number(row['mean'])} [{number(row['ci_low'])}, {number(row['ci_high'])}] ({row['n']})"
         if row["n"] == 1:
             metric = f"{number(row['mean'])} (1)"
+        if row.get("above_trivial") is False:
+            metric += f" {NOT_ABOVE_TRIVIAL}"
         gain = number(row["gain"], signed=True)
         if not missing(row["gain_ci_low"]):
             gain += f" [{number(row['gain_ci_low'], signed=True)}, {number(row['gain_ci_high'], signed=True)}]"

@@ -45,8 +45,8 @@ class Csv(Reporter):
 
     def render(self, report: Report) -> str:
         frame = report.to_frame()
-        if "seed_values" in frame:  # a list per row: JSON carries it, CSV keeps to scalars
-            frame = frame.drop(columns="seed_values")
+        lists = [c for c in ("seed_values", "seeds") if c in frame]  # a list per row: JSON carries them
+        frame = frame.drop(columns=lists)  # CSV keeps to scalars
         return frame.to_csv(index=False)
 
 

@@ -39,9 +39,15 @@ class Classification(StackedBatchesTask):
     Options = ClassificationOptions
     options: ClassificationOptions
 
+    trivial_predictor = "majority class"
+
     def reported_metrics(self, num_classes: int | None = None) -> tuple[str, ...]:
-        """top-5 accuracy needs at least five classes."""
-        return self.metrics if num_classes is None or num_classes >= 5 else ("top1",)
+        """top-5 accuracy needs more than five classes: with five or fewer it is 1 for any model."""
+        return self.metrics if num_classes is None or num_classes > 5 else ("top1",)
+
+    def trivial(self, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
+        """The majority class of the test labels for every image (top-k: the k most frequent classes)."""
+        return self.stacked_trivial(batches, num_classes, dense=False)
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return ClassificationModel(backbone, num_classes)

@@ -1,7 +1,8 @@
-"""Pieces the task plugins share: input normalisation and batches of stacked tensors."""
+"""Pieces the task plugins share: input normalisation, batches of stacked tensors, trivial predictors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -25,6 +26,34 @@ class Normalizer(nn.Module):
         return (images - self.mean) / self.std
 
 
+class ConstantScores(nn.Module):
+    """A trivial predictor: the same class scores for every image (or every pixel), whatever it shows.
+
+    `images` need only carry the batch size (and, for dense outputs, the spatial size).
+    """
+
+    def __init__(self, scores: torch.Tensor, dense: bool = False) -> None:
+        super().__init__()
+        self.scores, self.dense = scores.float(), dense
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.dense:
+            batch, _, height, width = images.shape
+            return self.scores.view(1, -1, 1, 1).expand(batch, -1, height, width)
+        return self.scores.view(1, -1).expand(len(images), -1)
+
+
+def class_counts(targets: list[torch.Tensor], num_classes: int, ignore: int | None = None) -> torch.Tensor:
+    """How often each class occurs in `targets` (labels or masks), `ignore` (void) left out."""
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    for target in targets:
+        values = target.flatten().to(torch.int64)
+        if ignore is not None:
+            values = values[values != ignore]
+        counts += torch.bincount(values, minlength=num_classes)[:num_classes]
+    return counts
+
+
 class StackedBatchesTask(Task):
     """A task whose batches are two stacked tensors, images and targets (class indices or masks)."""
 
@@ -38,3 +67,15 @@ class StackedBatchesTask(Task):
 
     def batch_size(self, batch: Any) -> int:
         return len(batch[0])
+
+    def stacked_trivial(
+        self, batches: Iterator[Any], num_classes: int, dense: bool, ignore: int | None = None
+    ) -> dict[str, float | None]:
+        """`evaluate` of `ConstantScores` ranking the classes by their frequency in the targets of `batches`:
+        top-1 is the most frequent class, top-k the k most frequent. Only the targets are kept, not the images."""
+        targets = [target.cpu() for _, target in batches]
+        counts = class_counts(targets, num_classes, ignore)
+        model = ConstantScores(counts, dense)
+        blanks = ((torch.zeros(len(t), 1, *t.shape[1:]), t) for t in targets)  # shapes only
+        with torch.inference_mode():
+            return self.evaluate(model, blanks, num_classes)  # type: ignore[arg-type]

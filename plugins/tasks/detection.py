@@ -169,6 +169,7 @@ class Detection(Task):
     Options = DetectionOptions
     options: DetectionOptions
     dense = True
+    trivial_predictor = "no detections"
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return DetectionModel(backbone, num_classes, self.options)
@@ -223,6 +224,17 @@ class Detection(Task):
         """The devkit's AP only under its `metric_protocol`."""
         protocol = self.options.metric_protocol
         return (*COCO_METRICS, f"map_{protocol}") if protocol != "coco" else COCO_METRICS
+
+    def trivial(self, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
+        """No detections on any image: 0 wherever ground truth makes a metric defined."""
+        targets = [[{k: v.cpu() for k, v in t.items()} for t in batch_targets] for _, batch_targets in batches]
+
+        def nothing(images: list[Any]) -> list[dict[str, torch.Tensor]]:
+            empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+            return [dict(empty) for _ in images]
+
+        blanks = (([None] * len(t), t) for t in targets)  # the images are never looked at
+        return self.evaluate(nothing, blanks, num_classes)  # type: ignore[arg-type]
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         meter = MeanAveragePrecision(

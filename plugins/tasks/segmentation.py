@@ -46,6 +46,7 @@ class Segmentation(StackedBatchesTask):
     options: SegmentationOptions
 
     dense = True
+    trivial_predictor = "most frequent class at every pixel"
 
     def check(self, backbone: Backbone) -> str | None:
         if reason := super().check(backbone):
@@ -77,6 +78,11 @@ class Segmentation(StackedBatchesTask):
 
     def feature_cache_problem(self) -> str | None:
         return "DeepLabV3 upsamples the head's logits to the input image's size, which cached features do not carry"
+
+    def trivial(self, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
+        """Every pixel the test masks' most frequent class (void ignored): the all-background predictor
+        where background dominates."""
+        return self.stacked_trivial(batches, num_classes, dense=True, ignore=VOID)
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
         miou = MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID)
