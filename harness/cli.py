@@ -6,7 +6,11 @@ User mistakes (`BenchError`) print one line on stderr and exit with code 2, with
 from __future__ import annotations
 
 import functools
+import math
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -18,7 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import BenchError
+from harness.errors import BenchError, Terminated
+from harness.formatting import clip_message
 
 if TYPE_CHECKING:
     from harness.suite import Suite
@@ -51,7 +56,7 @@ def user_errors(command: Callable[P, None]) -> Callable[P, None]:
             raise typer.Exit(0) from None
         except BenchError as exc:
             # one line, whatever the message echoes (line breaks, control characters in user input)
-            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+            text = clip_message("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc)))
             stderr.print(f"error: {text}", markup=False, emoji=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -95,9 +100,23 @@ def create_app() -> typer.Typer:
     return app
 
 
+class _GivenPath(type(Path())):  # type: ignore[misc]
+    """A path with the text it was given as (pathlib drops a trailing '/', which names a folder)."""
+
+    given = ""
+
+
+def _suite_argument(text: str | Path) -> Path:
+    path = _GivenPath(text)
+    path.given = str(text)
+    return path
+
+
 SuiteArg = Annotated[
     Path,
-    typer.Argument(help="Suite file (TOML), or the name of a bundled suite (default: the quickstart)."),
+    typer.Argument(
+        help="Suite file (TOML), or the name of a bundled suite (default: the quickstart).", parser=_suite_argument
+    ),
 ]
 DEFAULT_SUITE = Path("quickstart")
 SeedsOption = Annotated[
@@ -157,7 +176,13 @@ def suite_path(suite: Path) -> Path:
     """A path as given, or a suite bundled with bench (`quickstart`) when no such file exists."""
     if "\0" in str(suite) or not str(suite).strip():
         raise BenchError(f"{str(suite)!r}: not a file name")
-    if suite.exists() or suite.is_symlink() or suite.suffix:
+    given = getattr(suite, "given", str(suite))
+    if given.endswith(("/", os.sep)):
+        raise BenchError(f"{given}: a trailing '/' names a folder; allowed: a suite file (TOML) or a bundled suite")
+    try:
+        if suite.exists() or suite.is_symlink() or suite.suffix:
+            return suite
+    except OSError:  # a name too long, say: reading it says why
         return suite
     bundled = Path(str(files("bench_suites").joinpath(f"{suite.name}.toml")))
     if bundled.is_file():
@@ -242,14 +267,18 @@ def run(
     registry = default_registry()
     display = QuietProgress(stderr) if quiet or not stderr.is_terminal else RichProgress()
     registry.pm.register(display, name="progress-display")
+    previous = _stop_on_sigterm()
     try:
         summary = run_suite(loaded, registry, fresh=fresh, only=selected)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         display.close()
-        stderr.print(f"interrupted; finished cells are kept in {loaded.output_dir()}", markup=False)
-        raise typer.Exit(130) from None
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        stderr.print(f"{what}; finished cells are kept in {loaded.output_dir()}", markup=False)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     finally:
         registry.pm.unregister(display)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     display.close()
     stderr.print(summary.describe(), markup=False, soft_wrap=True)
     stderr.print(f"results: {summary.output}", markup=False)
@@ -258,6 +287,17 @@ def run(
         stderr.print(f"error: {summary.stopped}", markup=False, soft_wrap=True)
     if summary.failed or summary.stopped:
         raise typer.Exit(1)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM stops a run as Ctrl-C does (the handler raises in the main thread); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 PLAN_FORMATS = ("table", "csv", "json")
@@ -314,7 +354,7 @@ def plan(
 
     if format not in PLAN_FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
-    if tflops is not None and not tflops > 0:
+    if tflops is not None and not (tflops > 0 and math.isfinite(tflops)):
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     selected = parse_only(only)
     loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
@@ -613,10 +653,24 @@ def report(
     options = ReportOptions(
         metric, baseline, chosen["task"], chosen["backbone"], chosen["strategy"], sort, alpha, all_settings
     )
+    if output is not None:
+        _outside_results(output, results)
     built = build_report(results, options)
     for skipped in built.skipped:
         stderr.print(f"warning: skipped {skipped}", markup=False, soft_wrap=True)
     emit(registry.create("reporter", format).render(built), output)
+
+
+def _outside_results(output: Path, results: Path) -> None:
+    """A report is not written among the cell documents (`cells/`), where runs would take it for a cell."""
+    try:
+        inside = output.resolve().is_relative_to((results / "cells").resolve())
+    except (OSError, RuntimeError, ValueError):
+        return  # emit() says why the path cannot be written
+    if inside:
+        raise BenchError(
+            f"--output: {str(output)!r} is inside {str(results / 'cells')!r}; allowed: a file outside the cells folder"
+        )
 
 
 def _report_filters(

@@ -4,7 +4,7 @@ LoRA (Hu et al., 2022) adds `W + (alpha / rank) * B A` beside each targeted laye
 starting at zero so training starts from the pretrained function. Adapters and new parts
 train; the trainable-parameter count is the adapters' plus the new parts'.
 
-peft is an optional extra (`pip install 'bench[lora]'`), imported only when a cell prepares its
+peft is an optional extra (the `lora` extra), imported only when a cell prepares its
 model; without it, `check` makes every lora cell `skipped` with the line to install it, and the
 suite's other strategies still run.
 """
@@ -21,9 +21,10 @@ from torch import nn
 
 from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
 from harness.errors import Unsupported
+from harness.extras import install_hint
 from harness.freezing import check_stage_count, set_trainable, with_head
 
-MISSING = "lora needs peft, which is not installed: pip install 'bench[lora]'"
+MISSING = f"lora needs peft, which is not installed: {install_hint('lora')}"
 
 
 def peft_missing() -> str | None:
