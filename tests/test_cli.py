@@ -183,7 +183,7 @@ def test_bundled_quickstart_is_found_by_name(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.chdir(tmp_path)  # far from the checkout's suites/
     result = runner.invoke(app, ["plan"])
     assert result.exit_code == 0, result.output
-    assert "quickstart: 18 cells" in result.output and "18 to run" in result.output
+    assert "quickstart: 27 cells" in result.output and "27 to run" in result.output
     assert runner.invoke(app, ["plan", "quickstart"]).output == result.output
     missing = runner.invoke(app, ["plan", "nosuch"])
     assert missing.exit_code == 2

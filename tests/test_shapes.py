@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from bench_plugins.datasets.shapes import Shapes
+
+from harness.registry import Registry
+from harness.suite import load_suite
 
 
 def test_deterministic_by_seed_and_index() -> None:
@@ -50,3 +55,23 @@ def test_different_shape_lists_make_different_label_spaces() -> None:
     source = Shapes({"shapes": ["diamond", "star"]})
     target = Shapes({})
     assert not set(source.class_names("classification")) & set(target.class_names("classification"))
+
+
+def test_classification_classes_take_turns_so_chance_is_one_in_classes() -> None:
+    data = Shapes({"image_size": 16, "train": 20, "shapes": ["circle", "square", "cross", "ring"]})
+    labels = [label for _, label in data.load("classification", "train")]
+    assert sorted(labels) == sorted([0, 1, 2, 3] * 5)
+    images = data.load("classification", "train")
+    assert not torch.equal(images[0][0], images[4][0])  # same class, another drawing
+
+
+def test_quickstart_segmentation_objects_span_its_feature_map() -> None:
+    """The head sees at least a 4x4 map, and objects cover a good share of the pixels."""
+    suite = load_suite(Path(__file__).parents[1] / "suites" / "quickstart.toml", Registry(entry_points=False))
+    (seg,) = [t for t in suite.tasks if t.kind == "segmentation"]
+    size, stride = seg.dataset.options["image_size"], seg.options.get("output_stride", 16)
+    assert size // stride >= 4
+    data = Shapes({**seg.dataset.options, "test": 32})
+    masks = torch.stack([mask for _, mask in data.load("segmentation", "test")])
+    valid = masks != 255
+    assert ((masks > 0) & valid).sum() / valid.sum() > 0.2

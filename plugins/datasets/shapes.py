@@ -85,16 +85,24 @@ def _background(rng: np.random.Generator, size: int, clutter: float) -> np.ndarr
 
 
 def render(
-    rng: np.random.Generator, options: ShapesOptions, n_objects: int, scale: tuple[float, float]
+    rng: np.random.Generator,
+    options: ShapesOptions,
+    n_objects: int,
+    scale: tuple[float, float],
+    first_class: int | None = None,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """An image (H, W, 3), the class of each object, and the map of which object is visible where."""
+    """An image (H, W, 3), the class of each object, and the map of which object is visible where.
+
+    `first_class` fixes the first object's class (the others are drawn at random).
+    """
     size = options.image_size
     image = _background(rng, size, options.clutter)
     visible = np.full((size, size), -1, dtype=np.int64)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     classes = []
     for k in range(n_objects):
-        cls = int(rng.integers(len(options.shapes)))
+        drawn = int(rng.integers(len(options.shapes)))
+        cls = first_class if k == 0 and first_class is not None else drawn
         radius = rng.uniform(*scale) * size
         cx, cy = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
         theta = rng.uniform(0, 2 * np.pi)
@@ -138,7 +146,9 @@ class ShapesSplit(torch.utils.data.Dataset):
         rng = np.random.default_rng([opts.seed, SPLIT_IDS[self.split], index])
         if self.kind == "classification":
             low, high = opts.object_scale
-            image, classes, _ = render(rng, opts, 1, (max(low, 0.3), max(high, 0.45)))
+            # classes take turns by index, so every split is balanced and chance is 1 / classes
+            scale = (max(low, 0.3), max(high, 0.45))
+            image, classes, _ = render(rng, opts, 1, scale, first_class=index % len(opts.shapes))
             return _tensor(image), classes[0]
         n = int(rng.integers(1, opts.max_objects + 1))
         image, classes, visible = render(rng, opts, n, opts.object_scale)
