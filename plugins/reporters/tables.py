@@ -68,6 +68,8 @@ class Json(Reporter):
                     "kind": t.kind,
                     "metric": t.metric,
                     "baseline": t.baseline,
+                    "trivial": t.trivial,
+                    "trivial_predictor": t.trivial_predictor,
                     "notes": t.notes,
                     "rows": records(t.rows),
                 }
