@@ -25,6 +25,7 @@ import json
 import math
 import re
 import string
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -133,7 +134,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        return _digits(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -147,6 +148,16 @@ def toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"no TOML for {value!r}")
+
+
+def _digits(value: int) -> str:
+    """`str(value)`, also for integers longer than Python writes by default (`huge_integer`)."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return str(value)
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -951,6 +962,46 @@ def bad_device(draw: Draw, suite: dict[str, Any]) -> None:
     )
 
 
+def unicode_digit_device(draw: Draw, suite: dict[str, Any]) -> None:
+    """`cuda:N` with N in non-ASCII digits (superscript, Arabic-Indic, fullwidth), which `str.isdigit` takes."""
+    digits = st.sampled_from("\u00b2\u00b3\u0663\u0967\uff11\u2460")
+    suite["device"] = "cuda:" + draw(st.text(digits, min_size=1, max_size=3))
+
+
+def dangling_output(draw: Draw, suite: dict[str, Any], workdir: Path) -> None:
+    """`output` (or a folder above it) is a symbolic link to nothing: the run could not make it."""
+    link = workdir / f"dangling-{draw(st.integers(0, 10**6))}"
+    if not link.is_symlink():
+        link.symlink_to(workdir / "nowhere" / link.name)
+    suite["output"] = str(link / "results" if draw(st.booleans()) else link)
+
+
+def non_finite_number(draw: Draw, suite: dict[str, Any]) -> None:
+    """inf, -inf or nan anywhere a number goes: a float setting, a component option, a list of them."""
+    value = draw(st.sampled_from([math.inf, -math.inf, math.nan]))
+    where = draw(st.sampled_from(["grad_clip", "lr", "task option", "strategy option", "list"]))
+    if where in ("grad_clip", "lr"):
+        set_training(draw, suite, where, value)
+    elif where == "task option":
+        suite["tasks"][0].setdefault("options", {})["fuzz_number"] = value
+    elif where == "strategy option":
+        _set_option(suite, "strategy", "lora", "dropout", value)
+    else:
+        suite["tasks"][0].setdefault("options", {})["aspect_ratios"] = [0.5, value]
+
+
+def huge_integer(draw: Draw, suite: dict[str, Any]) -> None:
+    """An integer of thousands of digits (past the 4300 Python converts) in a setting, a seed or an option."""
+    value = 10 ** draw(st.integers(4300, 6000)) * draw(st.sampled_from([1, -1]))
+    where = draw(st.sampled_from(["epochs", "seeds", "option"]))
+    if where == "epochs":
+        set_training(draw, suite, "epochs", value)
+    elif where == "seeds":
+        suite["seeds"] = [value]
+    else:
+        _set_option(suite, "strategy", "lora", "rank", value)
+
+
 def _set_option(suite: dict[str, Any], where: str, owner: str, key: str, value: Any) -> None:
     """Give one strategy, task or dataset option `value`: `owner` is the strategy name or task kind."""
     if where == "strategy":
@@ -1068,11 +1119,15 @@ MUTATIONS: dict[str, Callable[..., None]] = {
         bad_weights,
         bad_teacher,
         bad_device,
+        unicode_digit_device,
+        dangling_output,
+        non_finite_number,
+        huge_integer,
         option_wrong_type,
         option_out_of_range,
     )
 }
-NEEDS_WORKDIR = {"bad_weights", "bad_teacher"}
+NEEDS_WORKDIR = {"bad_weights", "bad_teacher", "dangling_output"}
 
 
 # ---------------------------------------------------------------- the tests
