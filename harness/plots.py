@@ -107,7 +107,9 @@ def cost_figure(
     for ax, (column, label) in zip(axes, panels, strict=True):
         usable = rows[rows[column].astype(float) > 0]
         for row in usable.to_dict("records"):
-            error = None if math.isnan(row["ci_half_width"]) else row["ci_half_width"]
+            # the interval's own bounds: clipped to the metric's range, it need not be symmetric
+            low, high = row["mean"] - row["ci_low"], row["ci_high"] - row["mean"]
+            error = None if math.isnan(row["ci_low"]) else [[low], [high]]
             style = {"fmt": marker[row["backbone"]], "color": colour[row["strategy"]], "markersize": 7, "capsize": 3}
             ax.errorbar(row[column], row["mean"], yerr=error, zorder=2, **style)
         # device-hours: the report's own marks (per device); parameters: the same rule on that axis
@@ -119,7 +121,7 @@ def cost_figure(
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"test {table.metric} (mean ± 95% CI over seeds)")
+    axes[0].set_ylabel(f"test {table.metric} (mean and 95% CI over seeds)")
     handles = [plt.Line2D([], [], color=colour[s], marker="o", linestyle="", label=s) for s in strategies]
     handles.append(plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=11, markerfacecolor="none",
                               label="Pareto frontier (ringed)"))  # fmt: skip
