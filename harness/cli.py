@@ -790,6 +790,10 @@ def plugins() -> None:
         release = f"{entry.distribution} {entry.version}" if entry.distribution else "-"
         table.add_row(entry.kind, entry.name, entry.provider, release, doc[0] if doc else "")
     stdout.print(table)
+    for broken in registry.broken:  # left out, so their authors see why
+        where = f" ({broken.file})" if broken.file else ""
+        line = f"broken: {broken.provider}{where}: {broken.reason}"
+        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def weights(
