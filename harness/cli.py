@@ -24,6 +24,7 @@ from rich.table import Table
 
 from harness.errors import BenchError, Terminated
 from harness.formatting import clip_message
+from harness.records import plain_records
 
 if TYPE_CHECKING:
     from harness.suite import Suite
@@ -347,7 +348,7 @@ def plan(
     import json
 
     from harness.cell import plan_cells, pretrain_cell
-    from harness.estimate import SLOTS, cell_jobs, device_throughput, estimate, wall_hours
+    from harness.estimate import SLOTS, absent_device_note, cell_jobs, device_throughput, estimate, wall_hours
     from harness.registry import default_registry
     from harness.selection import parse_only, select_cells
     from harness.store import Store
@@ -377,7 +378,14 @@ def plan(
     to_pretrain = [stage for spec, stage in stages if spec.name in needed and not cached[spec.name]]
     target = device or loaded.device
     throughput = device_throughput(tflops, target)
-    groups = estimate(to_pretrain + todo, registry, store, target, calibrate, throughput) if todo else []
+    note = absent_device_note(target, tflops, loaded.source)
+    if note and todo:
+        stderr.print(f"note: {note}", markup=False, soft_wrap=True)
+
+    def said(line: str) -> None:
+        stderr.print(line, markup=False, soft_wrap=True)
+
+    groups = estimate(to_pretrain + todo, registry, store, target, calibrate, throughput, said) if todo else []
     keys = {spec.name: stage.key for spec, stage in stages}
     jobs = cell_jobs(groups, to_pretrain + todo, keys)
     walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
@@ -781,15 +789,22 @@ def plugins() -> None:
     from harness.registry import default_registry
 
     registry = default_registry()
-    table = Table(title="bench plugins", title_justify="left")
-    for column in ("kind", "name", "provided by", "version"):
-        table.add_column(column, no_wrap=True)  # whole words, so `bench plugins | grep NAME` finds them
-    table.add_column("what")
+    columns = ("kind", "name", "provided by", "version", "what")
+    rows = []
     for entry in registry.all():
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         release = f"{entry.distribution} {entry.version}" if entry.distribution else "-"
-        table.add_row(entry.kind, entry.name, entry.provider, release, doc[0] if doc else "")
-    stdout.print(table)
+        rows.append((entry.kind, entry.name, entry.provider, release, doc[0] if doc else ""))
+    if not stdout.is_terminal:  # a pipe or a file: every value whole, within 80 columns
+        stdout.print(plain_records(rows, 2, columns), markup=False, highlight=False)
+    else:
+        table = Table(title="bench plugins", title_justify="left")
+        for column in columns[:4]:
+            table.add_column(column, no_wrap=True)  # whole words, so `bench plugins | grep NAME` finds them
+        table.add_column(columns[4])
+        for row in rows:
+            table.add_row(*row)
+        stdout.print(table)
     for broken in registry.broken:  # left out, so their authors see why
         where = f" ({broken.file})" if broken.file else ""
         line = f"broken: {broken.provider}{where}: {broken.reason}"
@@ -820,13 +835,22 @@ def weights(
             except ValueError as exc:
                 raise BenchError(f"--name: {exc}") from None
             stderr.print(f"{backbone} {named.name}: {fetch_named(named)}", markup=False)
-    table = Table(title=f"published weights (cache: {torch.hub.get_dir()}/checkpoints)", title_justify="left")
-    for column in ("backbone", "weights", "file", "cached", "what"):
-        table.add_column(column)
+    title = f"published weights (cache: {torch.hub.get_dir()}/checkpoints)"
+    columns = ("backbone", "weights", "cached", "file", "what")
+    rows = []
     for backbone in chosen:
         for label, named in registry.create("backbone", backbone).named_weights().items():
-            cached = "yes" if hub_path(named).is_file() else "no"
-            table.add_row(backbone, label, named.filename, cached, named.description)
+            cached = "cached" if hub_path(named).is_file() else "not cached"
+            rows.append((backbone, label, cached, named.filename, named.description))
+    if not stdout.is_terminal:  # a pipe or a file: the file name whole, within 80 columns
+        cache = f"published weights\n    cache: {torch.hub.get_dir()}/checkpoints\n"
+        stdout.print(cache + plain_records(rows, 3, columns), markup=False, highlight=False)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "file")  # the one value to copy is never cut
+    for row in rows:
+        table.add_row(*row)
     stdout.print(table)
 
 
