@@ -22,7 +22,7 @@ from harness.callbacks import call
 from harness.components import Strategy, TaskModel, TrainingContext
 from harness.devices import setup_for
 from harness.progress import Observer
-from harness.registry import Registry
+from harness.registry import Registry, default_registry
 from harness.suite import Training
 from harness.training import FitOutcome, TrainingLoop, make_loader, seed_everything, step_budget
 
@@ -67,8 +67,11 @@ class BriefRun:
 
 
 def tiny_model(kind: str, backbone: str = "resnet18", registry: Registry | None = None, seed: int = 0) -> Any:
-    """(task, model, dataset) for `kind`: a randomly initialised backbone wrapped by the task."""
-    registry = registry or Registry(entry_points=False)
+    """(task, model, dataset) for `kind`: a randomly initialised backbone wrapped by the task.
+
+    The components come from `registry`, by default this process's: the built-ins and every installed
+    plugin (entry points, `BENCH_PLUGINS`), so a plugin's own backbone or dataset is found by name."""
+    registry = registry or default_registry()
     seed_everything(seed)
     task = registry.create("task", kind, TASK_OPTIONS[kind])
     dataset = registry.create("dataset", "shapes", {"image_size": 32, "train": 8, "val": 4, "test": 4})
@@ -87,7 +90,8 @@ def train_briefly(
     **training: Any,
 ) -> BriefRun:
     """Prepare `strategy` on a tiny model and train it for `steps` steps on the CPU (SGD, no momentum,
-    no weight decay, constant learning rate 0.1, unless `training` says otherwise)."""
+    no weight decay, constant learning rate 0.1, unless `training` says otherwise). `backbone` is any
+    installed backbone; `registry` replaces the installed plugins (a test's own)."""
     settings = Training(
         **{
             "epochs": steps,

@@ -111,3 +111,25 @@ def test_plugins_can_be_disabled_by_name(monkeypatch) -> None:
     monkeypatch.setattr("harness.registry.entry_points", lambda group: found)
     monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "bench-tiny-head")
     assert "tiny_head" not in Registry().names("strategy")
+
+
+def test_train_briefly_finds_an_installed_plugin_backbone(tmp_path, monkeypatch) -> None:
+    """Without a `registry=`, train_briefly uses this process's plugins (here via BENCH_PLUGINS)."""
+    from harness.registry import reset_default_registry
+    from harness.testing import train_briefly
+
+    (tmp_path / "bench_my_backbone.py").write_text(
+        "from bench_plugins.backbones.torchvision_backbones import ResNet18\n"
+        "from harness import hookimpl\n\n\n"
+        "class Mine(ResNet18):\n    name = 'mine'\n\n\n"
+        "@hookimpl\ndef bench_backbones():\n    return [Mine]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCH_PLUGINS", "bench_my_backbone")
+    reset_default_registry()
+    try:
+        strategy = Registry(entry_points=False).create("strategy", "full")
+        run = train_briefly(strategy, steps=1, backbone="mine")
+    finally:
+        reset_default_registry()
+    assert run.changed  # it trained: the plugin's backbone was found by name
