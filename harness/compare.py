@@ -38,7 +38,16 @@ def _cells(path: str | Path, metric: str | None) -> pd.DataFrame:
     for skipped in report.skipped:  # as `bench report` says them
         warnings.warn(f"skipped {skipped}", stacklevel=3)
     frame = report.to_frame()
-    return frame[[*KEYS, "metric", "n", "mean", "ci_half_width", "seed_values", "samples_per_second", "status"]]
+    columns = ["metric", "n", "mean", "ci_low", "ci_high", "ci_half_width", "seed_values", "samples_per_second"]
+    return frame[[*KEYS, *columns, "status"]]
+
+
+def _side(r: dict[str, Any], s: str) -> str:
+    """One run's mean and the bounds of its interval (clipped to the metric's range, so maybe asymmetric)."""
+    if pd.isna(r[f"n_{s}"]):
+        return "-"
+    bounds = "" if pd.isna(r[f"ci_low_{s}"]) else f" [{number(r[f'ci_low_{s}'])}, {number(r[f'ci_high_{s}'])}]"
+    return f"{number(r[f'mean_{s}'])}{bounds} ({r[f'n_{s}']:.0f})"
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None, alpha: float = ALPHA) -> pd.DataFrame:
@@ -68,9 +77,13 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
                 "metric": row["metric_a"] if isinstance(row["metric_a"], str) else row["metric_b"],
                 "n_a": row["n_a"],
                 "mean_a": row["mean_a"],
+                "ci_low_a": row["ci_low_a"],
+                "ci_high_a": row["ci_high_a"],
                 "ci_half_width_a": row["ci_half_width_a"],
                 "n_b": row["n_b"],
                 "mean_b": row["mean_b"],
+                "ci_low_b": row["ci_low_b"],
+                "ci_high_b": row["ci_high_b"],
                 "ci_half_width_b": row["ci_half_width_b"],
                 "diff": diff.diff,
                 "diff_ci_low": diff.low,
@@ -96,12 +109,7 @@ def render_comparison(frame: pd.DataFrame, format: str) -> str:
     rows = []
     for r in frame.to_dict("records"):
         label = r["strategy"] + (f" ({r['setting']})" if r["setting"] else "")
-        side = {
-            s: "-"
-            if pd.isna(r[f"n_{s}"])
-            else f"{number(r[f'mean_{s}'])} ± {number(r[f'ci_half_width_{s}'])} ({r[f'n_{s}']:.0f})"
-            for s in "ab"
-        }
+        side = {s: _side(r, s) for s in "ab"}
         diff = number(r["diff"], signed=True)
         if not math.isnan(r["diff_ci_low"]):
             diff += f" [{number(r['diff_ci_low'], signed=True)}, {number(r['diff_ci_high'], signed=True)}]"
@@ -113,7 +121,8 @@ def render_comparison(frame: pd.DataFrame, format: str) -> str:
     alpha = frame["alpha"].iloc[0] if len(frame) else ALPHA
     footer = (
         f"{changed} of {len(frame)} cells changed beyond noise (Welch's two-sided t-test over seeds, p < {alpha:g}); "
-        "intervals are 95% Student-t (means) and Welch (difference); speed is training samples/s of B over A."
+        "intervals are 95% Student-t (means, clipped to [0, 1] for proportions) and Welch (difference); "
+        "speed is training samples/s of B over A."
     )
     return markdown_grid(header, rows) + "\n\n" + footer + "\n"
 

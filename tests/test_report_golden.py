@@ -366,7 +366,7 @@ def test_compare_flags_changes_beyond_noise_only(tmp_path: Path) -> None:
     assert frame.loc[("cls", "r18", "partial"), "verdict"] == "too few seeds to test"
     text = runner.invoke(app, ["compare", str(GOLDEN), str(other)]).output
     assert "1 of 11 cells changed beyond noise" in text
-    assert "| cls | r18 | full | top1 | 0.7200 ± 0.0497 (3) | 0.8200 ± 0.0497 (3) |" in text
+    assert "| cls | r18 | full | top1 | 0.7200 [0.6703, 0.7697] (3) | 0.8200 [0.7703, 0.8697] (3) |" in text
 
 
 def test_report_marks_doubtful_and_loader_bound_timings(tmp_path: Path) -> None:
