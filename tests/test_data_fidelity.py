@@ -135,10 +135,12 @@ def test_coco_keeps_small_and_zero_width_boxes_where_they_belong(registry, tmp_p
     data = registry.create("dataset", "coco", {"root": str(root), "augment": False, "val_fraction": 0.5})
     _, test = data.load("detection", "test")[0]
     assert test["boxes"].tolist() == [[5, 5, 25, 25], [30, 5, 30.5, 15], [40, 30, 40, 40], [30, 30, 48, 48]]
+    assert test["area"].tolist() == [400, 5, 0, 900]  # the annotations' own, not the clamped boxes'
     raw = data.raw("detection", "train")  # one image: the holdout would take it
     _, train = Transformed(raw, data.transform("detection", train=False, drop_degenerate=True))[0]  # what "train" does
     assert train["boxes"].tolist() == [[5, 5, 25, 25], [30, 5, 30.5, 15], [30, 30, 48, 48]]  # under 1 px: kept
     assert train["labels"].tolist() == [0, 0, 0] and train["iscrowd"].tolist() == [0, 0, 0]
+    assert train["area"].tolist() == [400, 5, 900]  # dropped with its box
 
 
 # --- classification: flips and the stratified holdout ------------------------------------------

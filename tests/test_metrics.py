@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
@@ -139,6 +143,94 @@ def test_zero_area_ground_truth_counts_as_a_miss_as_in_pycocotools(registry) -> 
     # class 1 finds one of its two boxes, at IoU 380/419 = 0.907: at 9 of the 10 thresholds, so recall 0.45;
     # class 2 finds its box exactly: 1
     assert found["mar_100"] == pytest.approx((0.45 + 1.0) / 2)
+
+
+# --- COCO's `area`: objects sized as COCOeval sizes them ---------------------------------------
+
+
+def _write_coco_tree(root: Path, boxes: list[list[list[int]]], labels: list[list[int]], areas: list[list[float]]):
+    """A COCO val2017 tree: image i holds `boxes[i]` (xywh, integers) of categories `labels[i]` (1..3)
+    with mask-style `areas[i]` (not the boxes' own); the JSON is COCOeval's ground truth as well."""
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    document: dict = {"images": [], "annotations": [], "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]}
+    for i, (image_boxes, image_labels, image_areas) in enumerate(zip(boxes, labels, areas, strict=True)):
+        Image.new("RGB", (128, 128)).save(root / "val2017" / f"{i}.png")
+        document["images"].append({"id": i, "file_name": f"{i}.png", "width": 128, "height": 128})
+        for box, label, area in zip(image_boxes, image_labels, image_areas, strict=True):
+            document["annotations"].append(
+                {"id": len(document["annotations"]) + 1, "image_id": i, "category_id": label, "bbox": box,
+                 "area": area, "iscrowd": 0}
+            )  # fmt: skip
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(document))
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps({**document, "annotations": []}))
+    return root / "annotations" / "instances_val2017.json"
+
+
+def _coco_file_eval(truth: Path, predictions: list[dict]) -> np.ndarray:
+    """pycocotools' COCOeval on the JSON file itself (its `area`s) and `predictions` (xyxy, labels = ids)."""
+    coco = COCO(str(truth))
+    dets = [
+        {"image_id": i, "category_id": label, "score": score, "bbox": box}
+        for i, p in enumerate(predictions)
+        for box, score, label in zip(_xywh(p["boxes"]), p["scores"].tolist(), p["labels"].tolist(), strict=True)
+    ]
+    evaluator = COCOeval(coco, coco.loadRes(dets), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return np.asarray(evaluator.stats, dtype=float)
+
+
+def _through_the_coco_dataset(registry, root: Path, predictions: list[dict]) -> dict:
+    """The harness's numbers: targets read by the `coco` dataset and batched by the detection task."""
+    data = registry.create("dataset", "coco", {"root": str(root)}).load("detection", "test")
+    task = registry.create("task", "detection", {})
+    batches = [task.collate([data[k] for k in range(i, min(i + 4, len(data)))]) for i in range(0, len(data), 4)]
+    model = Replay([predictions[i : i + 4] for i in range(0, len(predictions), 4)])
+    return task.evaluate(model, iter(batches), num_classes=3)
+
+
+def test_a_box_sized_medium_with_a_small_mask_area_is_small_as_in_cocoeval(registry, tmp_path: Path) -> None:
+    """A 40x40 box (1600 px², medium by its box) whose annotation's area is 900 (a mask's): small."""
+    truth = _write_coco_tree(tmp_path / "coco", [[[10, 10, 40, 40]]], [[1]], [[900.0]])
+    prediction = {
+        "boxes": torch.tensor([[10.0, 10, 50, 50]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([1]),
+    }
+    found = _through_the_coco_dataset(registry, truth.parent.parent, [prediction])
+    reference = _coco_file_eval(truth, [prediction])
+    assert reference[COCO_STATS["map_small"]] == pytest.approx(1.0) and reference[COCO_STATS["map_medium"]] == -1
+    assert found["map_small"] == pytest.approx(1.0) and found["map_medium"] is None and found["map_large"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_coco_areas_size_objects_as_pycocotools_does(registry, tmp_path: Path, seed: int) -> None:
+    """Random scenes with areas 30-100% of each box (as instance masks are): every reported metric,
+    by size too, equals COCOeval's on the same JSON, and differs from sizing objects by their boxes."""
+    rng = np.random.default_rng(seed)
+    targets, predictions = _random_detection_case(rng, images=10, classes=3, largest=110)
+    boxes, labels, areas = [], [], []
+    for t, p in zip(targets, predictions, strict=True):
+        t["boxes"] = t["boxes"].round().clamp(0, 127)  # integers: exact in float32 and in the JSON
+        t["boxes"][:, 2:] = torch.maximum(t["boxes"][:, 2:], t["boxes"][:, :2] + 2)
+        p["boxes"] = p["boxes"].round().clamp(0, 128)
+        xywh = [[int(v) for v in box] for box in _xywh(t["boxes"])]
+        boxes.append(xywh)
+        labels.append(t["labels"].tolist())
+        areas.append([round(w * h * rng.uniform(0.3, 1.0), 1) for _, _, w, h in xywh])
+    truth = _write_coco_tree(tmp_path / "coco", boxes, labels, areas)
+    found = _through_the_coco_dataset(registry, truth.parent.parent, predictions)
+    reference = _coco_file_eval(truth, predictions)
+    assert 0.05 < reference[0] < 0.95
+    for name, index in COCO_STATS.items():
+        if reference[index] == -1:
+            assert found[name] is None, name
+        else:
+            assert found[name] == pytest.approx(reference[index], abs=3e-8), name
+    by_box = _cocoeval(targets, predictions, classes=3)  # the same scenes, each object sized by its box
+    assert any(by_box[COCO_STATS[n]] != reference[COCO_STATS[n]] for n in ("map_small", "map_medium", "map_large"))
 
 
 # --- the PASCAL VOC devkit's AP (metric_protocol voc07 / voc12) ---------------------------------

@@ -4,6 +4,9 @@ Category ids (1..90 with gaps) map to 0..C-1 in id order. Boxes are COCO's [x, y
 xyxy; crowd annotations stay as `iscrowd` boxes, which COCOeval treats as ignore regions and
 training leaves out, as COCO's own evaluation does. Every annotation is read, a zero-width one
 too: the transforms clamp boxes to the image and drop those without area from training only.
+Each annotation's `area` (for instances, its mask's area, smaller than its box) goes to the
+metric as the object's size, as COCOeval sizes objects: `map_small` / `medium` / `large` are
+COCOeval's. An area of 0 or none: the metric takes the box's area.
 """
 
 from __future__ import annotations
@@ -78,13 +81,16 @@ class _Instances(torch.utils.data.Dataset):
         return self.target(i), (int(self.images[i]["height"]), int(self.images[i]["width"]))
 
     def target(self, i: int) -> dict[str, torch.Tensor]:
-        boxes, labels, crowd = [], [], []
+        boxes, labels, crowd, areas = [], [], [], []
         for a in self.by_image.get(self.images[i]["id"], []):
             x, y, w, h = a["bbox"]
             boxes.append([x, y, x + w, y + h])
             labels.append(self.category_index[a["category_id"]])
             crowd.append(bool(a.get("iscrowd", 0)))
-        return detection_target(boxes, labels, crowd)
+            areas.append(float(a.get("area", 0)))
+        target = detection_target(boxes, labels, crowd)
+        target["area"] = torch.tensor(areas, dtype=torch.float32)
+        return target
 
 
 @hookimpl

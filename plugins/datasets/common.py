@@ -32,6 +32,8 @@ from torchvision.transforms import v2
 from harness import BenchError, Dataset, Options
 
 IGNORE = 255
+#: the detection target's entries that hold one value per box
+PER_BOX = ("boxes", "labels", "iscrowd", "area")
 
 
 class RealDatasetOptions(Options):
@@ -197,11 +199,11 @@ def non_degenerate(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def drop_degenerate_boxes(image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Leaves out boxes (and their labels and `iscrowd`) with no area: Faster R-CNN cannot train on them."""
+    """Leaves out boxes (and their labels, `iscrowd` and `area`) with no area: Faster R-CNN cannot train on them."""
     keep = non_degenerate(target["boxes"])
     if bool(keep.all()):
         return image, target
-    return image, {k: v[keep] if k in ("boxes", "labels", "iscrowd") else v for k, v in target.items()}
+    return image, {k: v[keep] if k in PER_BOX else v for k, v in target.items()}
 
 
 def target_and_size(data: Any, index: int) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:

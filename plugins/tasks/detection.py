@@ -177,7 +177,9 @@ class Detection(Task):
     def collate(self, samples: list[Any]) -> tuple[list[torch.Tensor], Targets]:
         """Labels move from 0..C-1 to 1..C: Faster R-CNN keeps 0 for the background.
 
-        `iscrowd` (COCO's crowd regions, VOC's difficult objects) defaults to 0 for every box.
+        `iscrowd` (COCO's crowd regions, VOC's difficult objects) defaults to 0 for every box. An
+        `area` per box (COCO's annotations: the mask's area) goes on to the metric, which sizes
+        objects by it for `map_small` / `medium` / `large` as COCOeval does; without one, by the box.
         """
         images = [image for image, _ in samples]
         targets = [
@@ -185,6 +187,7 @@ class Detection(Task):
                 "boxes": t["boxes"],
                 "labels": t["labels"] + 1,
                 "iscrowd": t.get("iscrowd", torch.zeros(len(t["labels"]), dtype=torch.int64)),
+                **({"area": t["area"]} if "area" in t else {}),
             }
             for _, t in samples
         ]
