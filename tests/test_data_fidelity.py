@@ -193,6 +193,79 @@ def test_stratified_holdout_keeps_each_class_share(registry, tmp_path: Path, see
     assert plain.split_indices("classification", "val", raw) == sorted(order[:8])  # the default holdout is unchanged
 
 
+# --- `limit`: a seeded subset, stratified by class, never the first images --------------------
+
+
+def _write_sorted_folders(root: Path, sizes: dict[str, int]) -> Path:
+    """Train and test trees with `sizes` images per class: ImageFolder reads them sorted by class."""
+    for split in ("train", "test"):
+        for name, count in sizes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), COLOURS[i % len(COLOURS)]).save(folder / f"{i}.png")
+    return root
+
+
+LIMIT_SIZES = {"a": 40, "b": 24, "c": 20, "d": 8, "e": 8}  # 100 images; the first 40 all of class a
+
+
+@pytest.mark.parametrize(("split", "limit"), [("train", 30), ("val", 12), ("test", 30)])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_limit_is_a_seeded_class_stratified_subset(registry, tmp_path: Path, split: str, limit: int, seed: int) -> None:
+    """Each class keeps its share of the split, as scikit-learn's stratified split keeps it (within one
+    image), whichever images the split holds in whichever order; the same seed draws the same subset."""
+    from sklearn.model_selection import train_test_split
+
+    root = _write_sorted_folders(tmp_path / "folders", LIMIT_SIZES)
+    options = {"root": str(root), "val_fraction": 0.25, "seed": seed, "stratify": True}  # 2 of d and e in val
+    whole = registry.create("dataset", "image_folder", options)
+    raw = whole.raw("classification", "test" if split == "test" else "train")
+    base = whole.split_indices("classification", split, raw)  # the split without a limit
+    labels = [raw.targets[i] for i in base]
+    limited = registry.create("dataset", "image_folder", {**options, "limit": limit})
+    subset = limited.split_indices("classification", split, raw)
+    assert len(subset) == limit == len(limited.load("classification", split))
+    assert set(subset) <= set(base) and subset == sorted(subset)
+    reference, _ = train_test_split(base, train_size=limit, stratify=labels, random_state=seed)
+    ours = np.bincount([raw.targets[i] for i in subset], minlength=len(LIMIT_SIZES))
+    theirs = np.bincount([raw.targets[i] for i in reference], minlength=len(LIMIT_SIZES))
+    share = np.bincount(labels, minlength=len(LIMIT_SIZES)) / len(labels)
+    assert np.abs(ours - theirs).max() <= 1, (ours, theirs)
+    assert np.abs(ours - limit * share).max() < 1, (ours, limit * share)
+    assert (ours > 0).sum() >= 4  # the first `limit` images would be one or two classes
+    again = registry.create("dataset", "image_folder", {**options, "limit": limit})
+    assert again.split_indices("classification", split, raw) == subset  # the seed fixes the subset
+    other = registry.create("dataset", "image_folder", {**options, "limit": limit, "seed": seed + 1})
+    assert other.split_indices("classification", split, raw) != subset
+
+
+def test_limit_is_a_seeded_random_subset_for_detection(registry, tmp_path: Path) -> None:
+    root = _write_voc(tmp_path / "voc", [f"img{i}" for i in range(12)])  # 4 training, 8 test images
+    subsets = []
+    for seed in range(6):
+        data = registry.create("dataset", "voc", {"root": str(root), "augment": False, "limit": 3, "seed": seed})
+        raw = data.raw("detection", "val")
+        subset = data.split_indices("detection", "test", raw)
+        assert len(subset) == 3 and len(set(subset)) == 3 and set(subset) <= set(range(8))
+        assert data.split_indices("detection", "test", raw) == subset
+        assert data.data_report("detection", "test")["test_boxes"] == 3 * len(VOC_OBJECTS)
+        subsets.append(subset)
+    assert len({tuple(s) for s in subsets}) >= 4  # not the first three, not one draw for every seed
+
+
+def test_limit_without_the_files_is_the_split_sizes_loading_gives(registry, tmp_path: Path) -> None:
+    """`bench plan` on the release's nominal sizes: the holdout first, then at most `limit` per split."""
+    missing = {"root": str(tmp_path / "absent")}
+    data = registry.create("dataset", "imagenet", {**missing, "limit": 100})
+    assert data.shape("classification") == ({"train": 100, "val": 100, "test": 100}, 1000)
+    data = registry.create("dataset", "imagenet", {**missing, "limit": 100_000})
+    assert data.shape("classification") == ({"train": 100_000, "val": 100_000, "test": 50_000}, 1000)
+    root = _write_sorted_folders(tmp_path / "folders", LIMIT_SIZES)
+    read = registry.create("dataset", "image_folder", {"root": str(root), "val_fraction": 0.25, "limit": 30})
+    assert read.shape("classification") == ({"train": 30, "val": 25, "test": 30}, 5)
+
+
 # --- options, metrics and the report --------------------------------------------------------
 
 

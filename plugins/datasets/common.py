@@ -3,7 +3,9 @@
 Each real dataset has a labelled training split and a labelled evaluation split (CIFAR's
 test batch, VOC's or COCO's val, ...). `bench` needs three: the `val` split that model
 selection may look at is carved out of the training split (a fixed random `val_fraction`),
-and the dataset's evaluation split is `test`, never seen before the final evaluation.
+and the dataset's evaluation split is `test`, never seen before the final evaluation. `limit`
+then keeps a seeded random subset of each split, class-stratified for classification
+(`limited_subset`), never the first images of a source split that is often sorted by class.
 
 Augmentations are torchvision.transforms.v2 on tv_tensors, so images, boxes and masks move
 together. Images leave as float tensors in [0, 1]; normalisation belongs to the model (the
@@ -41,7 +43,8 @@ class RealDatasetOptions(Options):
     root: str
     #: fetch it into `root` when torchvision can and it is missing
     download: bool = False
-    #: use at most this many images of each split (quick runs); None: all
+    #: use at most this many images of each split (quick runs): a random subset drawn with `seed`,
+    #: class-stratified for classification; None: all
     limit: Annotated[int, Field(ge=1)] | None = None
     #: share of the training split held out as the validation split
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
@@ -99,7 +102,8 @@ class RealDataset(Dataset):
         return cache[kind, source]
 
     def split_indices(self, kind: str, split: str, data: torch.utils.data.Dataset) -> list[int]:
-        """Indices of `split` in its source split: the validation holdout (stratified or not), then `limit`."""
+        """Indices of `split` in its source split: the validation holdout (stratified or not), then `limit`'s
+        seeded subset of what is left (`limited_subset`)."""
         indices = list(range(len(data)))  # type: ignore[arg-type]
         if split != "test":
             order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.options.seed)).tolist()
@@ -109,8 +113,9 @@ class RealDataset(Dataset):
             else:
                 held = set(order[:held_count])
             indices = sorted(i for i in order if (i in held) == (split == "val"))
-        if self.options.limit is not None:
-            indices = indices[: self.options.limit]
+        if self.options.limit is not None and self.options.limit < len(indices):
+            labels = _labels(data) if kind == "classification" else None
+            indices = limited_subset(indices, labels, self.options.limit, self.options.seed)
         return indices
 
     def box_statistics(self, kind: str, split: str) -> dict[str, int]:
@@ -150,10 +155,11 @@ class RealDataset(Dataset):
             if kind not in self.nominal:
                 raise
         train, test, classes = self.nominal[kind]
-        if self.options.limit is not None:
-            train, test = min(train, self.options.limit), min(test, self.options.limit)
         held = max(1, round(self.options.val_fraction * train))
-        return {"train": train - held, "val": held, "test": test}, classes
+        sizes = {"train": train - held, "val": held, "test": test}
+        if self.options.limit is not None:  # as `split_indices`: the holdout first, then `limit` per split
+            sizes = {split: min(count, self.options.limit) for split, count in sizes.items()}
+        return sizes, classes
 
     def missing(self, exc: BaseException) -> BenchError:
         root = Path(self.options.root).expanduser()
@@ -237,6 +243,25 @@ def stratified_holdout(order: list[int], labels: list[int], count: int) -> set[i
     for c in remainders[: max(0, count - sum(quota.values()))]:
         quota[c] += 1
     return {i for c, members in by_class.items() for i in members[: quota[c]]}
+
+
+def limited_subset(indices: list[int], labels: list[int] | None, limit: int, seed: int) -> list[int]:
+    """`limit` of `indices` (a split, in any order) drawn at random with `seed`, in ascending order.
+
+    With `labels` (a classification source split's labels, by source index) the draw is stratified:
+    each class of the split keeps its share, within one image (`stratified_holdout`'s largest
+    remainders), and which images of a class stay is the seeded permutation's choice. Without
+    labels (detection, segmentation) it is a plain seeded random subset. Never the first `limit`:
+    source splits are often sorted by class (an ImageFolder tree), so the first images are a few
+    classes only.
+    """
+    if limit >= len(indices):
+        return list(indices)
+    # a stream of its own: the holdout's permutation is seeded with `seed` itself (at most 2**32 - 1)
+    generator = torch.Generator().manual_seed(seed + 2**32)
+    order = torch.randperm(len(indices), generator=generator).tolist()
+    kept = set(order[:limit]) if labels is None else stratified_holdout(order, [labels[i] for i in indices], limit)
+    return sorted(indices[p] for p in kept)
 
 
 class Transformed(torch.utils.data.Dataset):
