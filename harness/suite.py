@@ -737,6 +737,15 @@ def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:
     return cls({**fixed, **{k: v[0] for k, v in axes.items()}}).teacher()  # type: ignore[attr-defined]
 
 
+def _own_key(spec: StrategySpec, registry: Registry, value: Any, usual: str, key: str) -> str:
+    """The key of the strategy's own option that holds `value` (a plugin names its options as it likes)."""
+    holders = [name for name, given in spec.options.items() if given == value]
+    if len(holders) == 1:
+        return f"{key}.{holders[0]}"
+    fields = registry.get("strategy", spec.name).Options.model_fields
+    return f"{key}.{usual}" if usual in fields else key
+
+
 def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:
     """A teacher is a strategy x backbone of this suite that learns from no teacher itself, or a checkpoint."""
     strategies = {s.id: s for s in suite.strategies}
@@ -746,21 +755,30 @@ def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:
         if ref is None:
             continue
         key = f"strategies[{i}].options"
+
+        def own(value: Any, usual: str, key: str = key, spec: StrategySpec = spec) -> str:
+            return _own_key(spec, registry, value, usual, key)
+
         if ref.checkpoint is not None:
             if ref.backbone not in registry.components["backbone"]:
                 allowed = ", ".join(registry.names("backbone"))
-                fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {allowed}")
+                fail(own(ref.backbone, "teacher_backbone"), f"unknown backbone {ref.backbone!r}; allowed: {allowed}")
             try:
                 check_checkpoint(ref.checkpoint)
             except ValueError as exc:
-                fail(f"{key}.teacher_checkpoint", one_line(str(exc)))
+                fail(own(ref.checkpoint, "teacher_checkpoint"), one_line(str(exc)))
             continue
         if ref.backbone not in backbones:
-            fail(f"{key}.teacher_backbone", f"unknown backbone {ref.backbone!r}; allowed: {', '.join(backbones)}")
+            allowed = ", ".join(backbones)
+            fail(own(ref.backbone, "teacher_backbone"), f"unknown backbone {ref.backbone!r}; allowed: {allowed}")
         if ref.strategy not in strategies:
-            fail(f"{key}.teacher_strategy", f"unknown strategy {ref.strategy!r}; allowed: {', '.join(strategies)}")
+            allowed = ", ".join(strategies)
+            fail(own(ref.strategy, "teacher_strategy"), f"unknown strategy {ref.strategy!r}; allowed: {allowed}")
         if _teacher_of(strategies[ref.strategy], registry) is not None:
-            fail(f"{key}.teacher_strategy", f"{ref.strategy!r} learns from a teacher itself; pick one that does not")
+            fail(
+                own(ref.strategy, "teacher_strategy"),
+                f"{ref.strategy!r} learns from a teacher itself; pick one that does not",
+            )
 
 
 def check_loggers(suite: Suite, registry: Registry, where: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import hookimpl
+from harness import Strategy, StrategyOptions, hookimpl
 from harness.cli import create_app
 from harness.registry import Registry, reset_default_registry
 from tests.conftest import tiny_suite, to_toml
@@ -113,3 +113,43 @@ def test_a_hook_that_raises_leaves_its_plugin_out_and_not_its_components_half_in
         registry = Registry(plugins=[(Half(), "half")], entry_points=False)
     assert [b.provider for b in registry.broken] == ["half"]
     assert "full" in registry.names("strategy")
+
+
+def test_a_bad_option_is_reported_under_the_plugins_own_key(tmp_path: Path) -> None:
+    """A plugin's teacher options may have names of its own: errors use them, not distill's."""
+    from harness.components import TeacherRef
+    from harness.errors import SuiteError
+    from harness.suite import parse_suite
+
+    class SoupOptions(StrategyOptions):
+        ingredient_backbone: str
+        ingredient_strategy: str = "full"
+
+    class Soup(Strategy):
+        """Learns from another cell."""
+
+        name = "soup"
+        Options = SoupOptions
+
+        def teacher(self) -> TeacherRef:
+            return TeacherRef(self.options.ingredient_backbone, self.options.ingredient_strategy)
+
+        def prepare(self, model):
+            return []
+
+    class Plugin:
+        @hookimpl
+        def bench_strategies(self):
+            return [Soup]
+
+    registry = Registry(plugins=[(Plugin(), "soup-plugin")], entry_points=False)
+    soup = {"name": "soup", "options": {"ingredient_backbone": "resnet1000"}}
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, soup])
+    with pytest.raises(
+        SuiteError, match=r"strategies\[1\]\.options\.ingredient_backbone: unknown backbone 'resnet1000'"
+    ):
+        parse_suite(data, registry=registry)
+    soup["options"] = {"ingredient_backbone": "resnet18", "ingredient_strategy": "fulll"}
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, soup])
+    with pytest.raises(SuiteError, match=r"strategies\[1\]\.options\.ingredient_strategy: unknown strategy 'fulll'"):
+        parse_suite(data, registry=registry)
