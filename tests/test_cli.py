@@ -214,7 +214,7 @@ def test_plan_estimates_the_cost_of_the_cells_to_run(tmp_path: Path) -> None:
     suite.write_text(to_toml(data))
     result = runner.invoke(app, ["plan", str(suite), "--calibrate", "--format", "json"])
     assert result.exit_code == 0, result.output
-    estimate = json.loads(result.output)["estimate"]
+    estimate = json.loads(result.stdout)["estimate"]
     groups = {g["task"]: g for g in estimate["groups"]}
     # shapes: 2 cells x 2 epochs x 16 training images; 2 x (2 x 8 val + 8 test) evaluation images
     cls = groups["cls"]
