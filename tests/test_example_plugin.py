@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,9 @@ def _suite(tmp_path: Path) -> Path:
 def test_installed_plugin_is_listed_with_its_package(installed: Path, tmp_path: Path) -> None:
     result = _bench(["plugins"], [installed], tmp_path)
     assert result.returncode == 0, result.stderr
-    line = next(line for line in result.stdout.splitlines() if "surgical" in line)
-    assert "bench-surgical" in line and "strategy" in line
+    records = re.split(r"\n(?=\S)", result.stdout)  # piped output: one record per plugin, fields indented
+    record = next(record for record in records if record.startswith("strategy  surgical"))
+    assert "provided by: bench-surgical" in record
 
 
 def test_installed_plugin_runs_in_a_suite_and_reaches_the_report(installed: Path, tmp_path: Path) -> None:
@@ -103,7 +105,9 @@ def test_a_broken_plugin_warns_naming_its_package_and_the_rest_works(
 ) -> None:
     result = _bench(["plugins"], [installed, broken], tmp_path)
     assert result.returncode == 0
-    assert result.stderr.startswith("warning: plugin 'broken' from package 'bench-broken' failed to load")
+    assert result.stderr.startswith("warning: plugin 'broken' from package 'bench-broken' (")
+    assert "left out: failed to load: ModuleNotFoundError" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "No module named 'no_such_module_anywhere'" in result.stderr
     assert "surgical" in result.stdout and "linear_probe" in result.stdout
 

@@ -192,7 +192,8 @@ def test_each_cell_records_the_package_and_version_of_its_components(tmp_path: P
     summary = run_suite(parse_suite(data, registry=registry), registry)
     (result,) = Store(summary.output).results()
     plugins = result.provenance["plugins"]
-    ours = importlib.metadata.packages_distributions()["harness"][0]  # finetune-bench once reinstalled
+    ours = importlib.metadata.packages_distributions()["harness"][0]
+    assert ours == "finetune-bench"
     bench = importlib.metadata.version(ours)
     assert plugins["task"] == {
         "name": "classification",
@@ -207,7 +208,7 @@ def test_each_cell_records_the_package_and_version_of_its_components(tmp_path: P
 def test_bench_plugins_shows_versions() -> None:
     result = CliRunner().invoke(create_app(), ["plugins"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert f"bench {importlib.metadata.version('bench')}" in result.output
+    assert f"finetune-bench {importlib.metadata.version('finetune-bench')}" in result.output
 
 
 def test_a_changed_default_makes_a_new_cell_and_an_explicit_default_does_not(
