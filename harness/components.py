@@ -204,6 +204,15 @@ class Task(Component):
         undefined on this data (e.g. detection mAP without ground truth)."""
         ...
 
+    def evaluate_per_image(
+        self, model: TaskModel, batches: Iterator[Batch], num_classes: int
+    ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+        """`evaluate`'s metrics and, for each metric that is the mean of a score per image (top-1:
+        1 if the image is classified right), those scores in the split's order. The report's interval
+        then resamples test images and seeds together (a bootstrap) instead of seeds alone. Override
+        it where a metric is such a mean; the default stores no per-image scores."""
+        return self.evaluate(model, batches, num_classes), {}
+
     #: what `trivial` predicts, for the report's footer (e.g. "majority class"); "" when it has none
     trivial_predictor: ClassVar[str] = ""
 

@@ -190,9 +190,11 @@ def gains_heatmap(
     if frame.empty:
         return []
     grid = frame.pivot_table(index="strategy", columns="task", values="gain", aggfunc="mean", sort=False)
-    marks = frame.assign(sig=frame["significant"].map(lambda v: v is True)).pivot_table(
-        index="strategy", columns="task", values="sig", aggfunc="all", sort=False
-    ).reindex(index=grid.index, columns=grid.columns)
+    marks = (
+        frame.assign(sig=frame["significant"].map(lambda v: v is True))
+        .pivot_table(index="strategy", columns="task", values="sig", aggfunc="all", sort=False)
+        .reindex(index=grid.index, columns=grid.columns)
+    )
     size = (max(4.5, 2.0 + 1.3 * grid.shape[1]), 1.4 + 0.45 * grid.shape[0])
     fig, ax = plt.subplots(figsize=size, layout="constrained")
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0

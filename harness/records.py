@@ -15,9 +15,7 @@ WIDTH = 80
 INDENT = "    "
 
 
-def plain_records(
-    rows: Iterable[Sequence[str]], title_fields: int, names: Sequence[str], width: int = WIDTH
-) -> str:
+def plain_records(rows: Iterable[Sequence[str]], title_fields: int, names: Sequence[str], width: int = WIDTH) -> str:
     """The first `title_fields` values of each row on one line, the rest named on lines of their own."""
     lines: list[str] = []
     for row in rows:

@@ -7,6 +7,7 @@ reporters only format it, so every format shows the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,17 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.errors import BenchError
-from harness.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_bounds, pareto_optimal, seed_difference
+from harness.stats import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    bootstrap_interval,
+    holm,
+    mean_interval,
+    metric_bounds,
+    pareto_optimal,
+    seed_difference,
+)
 from harness.store import read_planned, results_frame
 from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARMUP_STEPS, SeedTiming, judge_timing
 
@@ -28,10 +39,12 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
     """What every column means; printed under every human-readable report and in docs/report.md."""
     level = f"{confidence:.0%}"
     return [
-        ("metric", f"mean over seeds of the test-split metric and its {level} Student-t confidence interval "
-         "[low, high] (mean ± t with n-1 degrees of freedom x sample standard deviation / √n), clipped to [0, 1] "
-         "for accuracies, mAP, mAR and mIoU; n = seeds with status ok. Seed-to-seed spread only: the test "
-         "images' sampling error is not in it"),
+        ("metric", f"mean over seeds of the test-split metric and its {level} confidence interval [low, high]; "
+         "n = seeds with status ok. Where the cells stored a score per test image (top-k accuracy), a percentile "
+         f"bootstrap over the test images and the seeds together ({BOOTSTRAP_RESAMPLES} resamples, each drawing "
+         "seeds and images with replacement), which holds the test set's sampling error too; otherwise Student's "
+         "t over seeds (mean ± t with n-1 degrees of freedom x sample standard deviation / √n), seed-to-seed "
+         "spread only. Clipped to [0, 1] for accuracies, mAP, mAR and mIoU; a note under each table says which"),
         ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with the "
          f"{level} interval of its test: a paired t-test over the seeds when both rows have the same seeds, "
          "Welch's t-test otherwise (a note under each table says which)"),
@@ -185,11 +198,35 @@ def _mean(series: pd.Series) -> float:
     return float(values.mean()) if values.notna().any() else math.nan
 
 
+def _per_image_scores(good: pd.DataFrame, metric: str) -> list[list[float]] | None:
+    """The seeds x images table of `metric`'s per-image scores, when every seed with the metric stored
+    them for the same number of images and their mean is the metric; None otherwise (older cells,
+    metrics that are no mean over images such as mIoU, or a seed that saw other images)."""
+    column = f"per_image.{metric}"
+    if column not in good or not len(good):
+        return None
+    rows = []
+    for scores, value in zip(good[column], good[f"metric.{metric}"], strict=True):
+        if pd.isna(value):
+            continue
+        if not isinstance(scores, list) or not scores:
+            return None
+        if not math.isclose(sum(scores) / len(scores), float(value), abs_tol=1e-6):
+            return None
+        rows.append(scores)
+    return rows if rows and len({len(r) for r in rows}) == 1 else None
+
+
 def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, Any]:
     """One backbone x strategy x setting over its seeds: the metric's interval and the costs."""
     good = group[group["status"] == "ok"]
     values = [float(v) for v in good[column] if pd.notna(v)]
-    interval = mean_interval(values, bounds=metric_bounds(column.removeprefix("metric.")))
+    metric = column.removeprefix("metric.")
+    scores = _per_image_scores(good, metric)
+    if scores is not None:
+        interval, method = bootstrap_interval(scores, bounds=metric_bounds(metric)), "bootstrap"
+    else:
+        interval, method = mean_interval(values, bounds=metric_bounds(metric)), "t"
     seeds = [int(s) for s, v in zip(good["seed"], good[column], strict=True) if pd.notna(v)]
     trainable = float(good["cost.trainable_params"].max()) if len(good) else math.nan
     total = float(good["cost.total_params"].max()) if len(good) else math.nan
@@ -203,6 +240,7 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "ci_low": interval.low,
         "ci_high": interval.high,
         "ci_half_width": interval.half_width,
+        "ci_method": method,
         "std": float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan,
         "seed_values": values,
         "seeds": seeds,
@@ -279,6 +317,7 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
         )
     if not options.all_settings:
         table = table[table["selected"]].reset_index(drop=True)
+    notes.extend(_interval_notes(table))
     notes.extend(_gains(table, baseline, options.alpha))
     table["roi_per_device_hour"] = table["gain"] / table["train_device_hours"]
     table["roi_per_million_params"] = table["gain"] / (table["trainable_params"] / 1e6)
@@ -355,6 +394,11 @@ def ranked_rows(table: pd.DataFrame) -> pd.Series:
     return (table["n"] > 0) & above.map(lambda v: v is not False)
 
 
+def _row_name(row: Mapping[str, Any]) -> str:
+    """A table row as a note names it: backbone / strategy (setting)."""
+    return f"{row['backbone']} / {row['strategy']}" + (f" ({row['setting']})" if row["setting"] else "")
+
+
 def _trivial_notes(table: pd.DataFrame, metric: str, trivial: float | None, predictor: str) -> list[str]:
     if trivial is None:
         return []
@@ -363,9 +407,7 @@ def _trivial_notes(table: pd.DataFrame, metric: str, trivial: float | None, pred
     if below and len(below) == sum(1 for r in table.to_dict("records") if r["above_trivial"] is not None):
         notes.append(f"no strategy beats the trivial predictor on {metric}: nothing in this table is ranked")
     elif below:
-        names = ", ".join(
-            f"{r['backbone']} / {r['strategy']}" + (f" ({r['setting']})" if r["setting"] else "") for r in below
-        )
+        names = ", ".join(_row_name(r) for r in below)
         notes.append(f"not above trivial (not ranked, no ROI, no Pareto mark): {names}")
     return notes
 
@@ -374,7 +416,7 @@ def _timing_notes(table: pd.DataFrame) -> list[str]:
     """Say which rows' costs are doubtful or loader-bound, and why: the ROI column depends on them."""
     notes = []
     for row in table.to_dict("records"):
-        name = f"{row['backbone']} / {row['strategy']}" + (f" ({row['setting']})" if row["setting"] else "")
+        name = _row_name(row)
         if row["timing_disturbed"]:
             notes.append(f"† {name}: timing doubtful ({row['timing_doubt']}); rerun its seeds on a quiet machine")
         if row["loader_bound"]:
@@ -424,6 +466,17 @@ def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]
     if tested.any():
         notes.append(_tests_note(table.loc[tested, "gain_test"], alpha))
     return notes
+
+
+def _interval_notes(table: pd.DataFrame) -> list[str]:
+    """Which rows' intervals are a bootstrap over test images and seeds, when some are."""
+    methods = table.get("ci_method", pd.Series(dtype=str))
+    boot = table[methods == "bootstrap"]
+    if boot.empty:
+        return []
+    which = "all rows" if len(boot) == len(table) else ", ".join(_row_name(row) for _, row in boot.iterrows())
+    rest = "" if len(boot) == len(table) else "; the others: Student-t over seeds"
+    return [f"intervals of {which}: bootstrap over the test images and seeds together{rest}"]
 
 
 def _tests_note(tests: pd.Series, alpha: float) -> str:

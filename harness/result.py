@@ -64,6 +64,9 @@ class CellResult:
     setting: str = ""
     #: final test metrics (None: undefined on the test split)
     metrics: dict[str, float | None] = field(default_factory=dict)
+    #: per-image test scores of the metrics that are a mean over images (top-k: 1 per image classified
+    #: right), in the test split's order; the report bootstraps its interval from them. {} for other metrics
+    per_image: dict[str, list[float]] = field(default_factory=dict)
     #: the test metrics of the task's trivial predictor (majority class, no detections), which a row must beat;
     #: {} in results written before it was recorded
     trivial: dict[str, float | None] = field(default_factory=dict)

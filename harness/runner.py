@@ -202,6 +202,7 @@ def _train_on(
     cost.train_samples, cost.train_steps = outcome.samples, outcome.steps
     cost.samples_per_second = outcome.samples_per_second
     result.metrics, result.curve, result.best = outcome.metrics, outcome.curve, outcome.best
+    result.per_image = outcome.per_image
     # what predicting without looking scores on the same test split, with the same metric code
     result.trivial, result.trivial_predictor = task.trivial(iter(test_loader), len(classes)), task.trivial_predictor
     result.notes = dict(context.notes)

@@ -1,10 +1,13 @@
-"""The report's statistics: intervals over seeds, paired and Welch t-tests, Holm's correction, the Pareto frontier.
+"""The report's statistics: intervals over seeds (or a bootstrap over images and seeds), paired and Welch
+t-tests, Holm's correction, the Pareto frontier.
 
 Seeds are few (often 3), so intervals use Student's t, not the normal approximation. Two
 strategies that ran the same seeds are compared with a paired t-test over those seeds (a seed
 fixes the data order and the head's initialisation for both); otherwise with Welch's test,
 which does not assume equal variances. The gains of one table are many tests at once, so their
-p-values are Holm-corrected. An interval of a metric bounded to [0, 1] is clipped to it.
+p-values are Holm-corrected. An interval of a metric bounded to [0, 1] is clipped to it. Where
+cells stored a score per test image (accuracies), a row's interval is a bootstrap over the test
+images and the seeds together, so it also holds the test set's sampling error.
 scipy does the distribution work; this module only decides what is computed from what.
 """
 
@@ -92,6 +95,50 @@ def mean_interval(
         return Interval(mean, low, high, len(x))
     clipped_low, clipped_high = max(low, bounds[0]), min(high, bounds[1])
     return Interval(mean, clipped_low, clipped_high, len(x), (clipped_low, clipped_high) != (low, high))
+
+
+#: resamples of the bootstrap; fixed, with a fixed generator seed, so a report reads the same each time
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0
+#: resampled (seed, image) scores held at once: bounds the memory of a 50,000-image test split
+_BOOTSTRAP_CHUNK_VALUES = 4_000_000
+
+
+def bootstrap_interval(
+    scores: Sequence[Sequence[float]],
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float, float] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Interval:
+    """The mean of a seeds x images table of per-image scores, with a two-way percentile bootstrap interval.
+
+    Each resample draws seeds with replacement and, independently, test images with replacement,
+    and takes the mean of the drawn rows over the drawn columns: both the seed-to-seed spread and
+    the test set's own sampling error are in the interval. Every seed must score the same images
+    in the same order (a row per seed). With one seed it is the plain bootstrap over images; with
+    few seeds the seed part is coarse (three seeds give ten distinct seed draws).
+    """
+    table = np.asarray(scores, dtype=float)
+    if table.ndim != 2 or table.size == 0:
+        return Interval(NAN, NAN, NAN, 0)
+    n_seeds, n_images = table.shape
+    mean = float(table.mean())
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CHUNK_VALUES // (n_seeds * n_images))
+    statistics = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        images = rng.integers(0, n_images, size=(size, n_images))
+        seeds = rng.integers(0, n_seeds, size=(size, n_seeds))
+        per_seed = table[:, images].mean(axis=2)  # (seeds, resamples): each seed's mean over the drawn images
+        statistics.append(np.take_along_axis(per_seed.T, seeds, axis=1).mean(axis=1))
+    drawn = np.concatenate(statistics)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(drawn, [tail, 100 - tail]))
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, n_seeds)
 
 
 def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Difference:

@@ -147,6 +147,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "settings": dict,
     "setting": str,
     "metrics": dict,
+    "per_image": dict,
     "best": dict,
     "curve": list,
     "cost": dict,
@@ -188,6 +189,7 @@ def parse_result(data: Any) -> CellResult:
     if data["status"] not in STATUSES:
         raise UnreadableDocument("corrupt", f"unknown status {data['status']!r}")
     _check_curve(data.get("curve", []))
+    _check_per_image(data.get("per_image", {}))
     try:
         return CellResult.from_json({k: v for k, v in data.items() if k != "schema"})
     except (TypeError, ValueError) as exc:
@@ -201,6 +203,15 @@ def _check_curve(curve: list[Any]) -> None:
             raise UnreadableDocument("corrupt", f"curve[{i}] is a {type(entry).__name__}, not an object")
         if not isinstance(entry.get("val", {}), dict):
             raise UnreadableDocument("corrupt", f"curve[{i}].val is a {type(entry['val']).__name__}, not an object")
+
+
+def _check_per_image(per_image: dict[str, Any]) -> None:
+    """Each metric's per-image scores are a list of numbers (what the report's bootstrap reads)."""
+    for metric, scores in per_image.items():
+        if not isinstance(scores, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in scores
+        ):
+            raise UnreadableDocument("corrupt", f"per_image.{metric} is not a list of numbers")
 
 
 #: the largest document read: cells with long curves are tens of kilobytes
@@ -510,6 +521,7 @@ def results_frame(results: list[CellResult]) -> pd.DataFrame:
             "best_val": result.best.get("value"),
         }
         row.update({f"metric.{k}": v for k, v in result.metrics.items()})
+        row.update({f"per_image.{k}": v for k, v in result.per_image.items()})
         row.update({f"trivial.{k}": v for k, v in result.trivial.items()}, trivial_predictor=result.trivial_predictor)
         row.update({f"val.{k}": v for k, v in (result.curve[-1].get("val", {}) if result.curve else {}).items()})
         row.update({f"cost.{k}": v for k, v in vars(result.cost).items()})

@@ -337,9 +337,7 @@ class Suite(Strict):
         return axes
 
 
-def load_suite(
-    path: str | Path, registry: Registry | None = None, overrides: Sequence[str | Override] = ()
-) -> Suite:
+def load_suite(path: str | Path, registry: Registry | None = None, overrides: Sequence[str | Override] = ()) -> Suite:
     """Read and fully validate a suite file; raises `SuiteError` naming file and key.
 
     `overrides` (`--set PATH=VALUE`, see `harness.overrides`) change the file's data before it is

@@ -138,6 +138,8 @@ class FitOutcome:
     optimizer: torch.optim.Optimizer | None = None
     #: test-split metrics of the evaluated model (empty when the loop ran without a test split)
     metrics: dict[str, float | None] = field(default_factory=dict)
+    #: per-image test scores of the metrics that are means over images (`Task.evaluate_per_image`)
+    per_image: dict[str, list[float]] = field(default_factory=dict)
     #: the model that was validated last and tested: the trained one, or what `on_train_end` returned
     model: TaskModel | None = None
     #: of `train_seconds`, the time the loop waited for the next batch (loading and copying it)
@@ -169,6 +171,20 @@ def evaluate(
 
     with torch.inference_mode():
         return task.evaluate(model, batches(), num_classes)
+
+
+def evaluate_per_image(
+    model: TaskModel, task: Task, loader: DataLoader, setup: DeviceSetup, num_classes: int
+) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+    """As `evaluate`, with the task's per-image scores (`Task.evaluate_per_image`)."""
+    model.eval()
+
+    def batches() -> Iterator[Any]:
+        for batch in loader:
+            yield to_memory_format(task.to_device(batch, setup.device), setup)
+
+    with torch.inference_mode():
+        return task.evaluate_per_image(model, batches(), num_classes)
 
 
 #: seconds between two step events (the progress bar, loggers): reading the loss syncs the device
@@ -334,7 +350,9 @@ class TrainingLoop:
         if "test" in self.loaders:
             with synchronized(setup):
                 started = time.perf_counter()
-                outcome.metrics = self.evaluate(model, "test")
+                outcome.metrics, outcome.per_image = evaluate_per_image(
+                    model, self.task, self.loaders["test"], setup, self.num_classes
+                )
             outcome.eval_seconds += time.perf_counter() - started
         return outcome
 

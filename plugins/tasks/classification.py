@@ -74,13 +74,23 @@ class Classification(StackedBatchesTask):
         return HeadOnly(model, model.head)
 
     def evaluate(self, model: TaskModel, batches: Iterator[Any], num_classes: int) -> dict[str, float | None]:
+        return self.evaluate_per_image(model, batches, num_classes)[0]
+
+    def evaluate_per_image(
+        self, model: TaskModel, batches: Iterator[Any], num_classes: int
+    ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+        """Top-k accuracy from torchmetrics, and per image 1 where its label is among the top k."""
         ks = [int(name.removeprefix("top")) for name in self.reported_metrics(num_classes)]
         meters = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks}
+        hits: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
         for images, labels in batches:
-            logits = model(images).float().cpu()
-            for meter in meters.values():
-                meter.update(logits, labels.cpu())
-        return {f"top{k}": float(meter.compute()) for k, meter in meters.items()}
+            logits, labels = model(images).float().cpu(), labels.cpu()
+            for k, meter in meters.items():
+                meter.update(logits, labels)
+                hits[k].append((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1))
+        metrics: dict[str, float | None] = {f"top{k}": float(meter.compute()) for k, meter in meters.items()}
+        per_image = {f"top{k}": torch.cat(h).float().tolist() if h else [] for k, h in hits.items()}
+        return metrics, per_image
 
 
 @hookimpl
