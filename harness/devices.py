@@ -45,7 +45,8 @@ class DeviceSetup:
     def name(self) -> str:
         if self.is_cuda:
             return torch.cuda.get_device_name(self.device)
-        return f"cpu ({usable_cores()} cores, {torch.get_num_threads()} threads)"
+        cores, threads = usable_cores(), torch.get_num_threads()
+        return f"cpu ({cores} {'core' if cores == 1 else 'cores'}, {threads} {'thread' if threads == 1 else 'threads'})"
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.amp_dtype is None:

@@ -71,7 +71,7 @@ def _save(fig: Any, path: Path, formats: tuple[str, ...], dpi: int) -> list[Path
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=dpi, format=fmt)
+        fig.savefig(target, dpi=dpi, format=fmt, bbox_inches="tight")  # no label cut at the edge
         written.append(target)
     pyplot().close(fig)
     return written
@@ -121,7 +121,7 @@ def cost_figure(
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"test {table.metric} (mean and 95% CI over seeds)")
+    axes[0].set_ylabel(f"test {table.metric} (mean and 95% CI, as in the table)")
     handles = [plt.Line2D([], [], color=colour[s], marker="o", linestyle="", label=s) for s in strategies]
     handles.append(plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=11, markerfacecolor="none",
                               label="Pareto frontier (ringed)"))  # fmt: skip
@@ -209,7 +209,7 @@ def gains_heatmap(
             star = "*" if not pd.isna(mark) and bool(mark) else ""
             ax.text(j, i, f"{value:+.3f}{star}", ha="center", va="center", fontsize=8,
                     color="white" if abs(value) > 0.6 * limit else "black")  # fmt: skip
-    fig.colorbar(image, ax=ax, label="gain over the baseline (metric units)")
+    fig.colorbar(image, ax=ax, label="gain (metric units)")
     baselines = ", ".join(sorted({t.baseline for t in report.tables if t.baseline}))
     ax.set_title(f"gain over {baselines or 'the baseline'}\n(test split, mean over backbones; "
                  "* significant for every backbone)", fontsize=10)  # fmt: skip

@@ -63,18 +63,28 @@ class HookRelay(Observer):
     def __init__(self, hook: Any, also: Observer | None = None) -> None:
         self.hook, self.also = hook, also
         self.views: dict[int, _SlotRelay] = {}
-        self.failed: set[str] = set()
+        self.failed: set[tuple[str, str]] = set()
 
     def emit(self, name: str, **arguments: Any) -> None:
-        """Call hook `name`; a failing implementation (a logger's bug) is reported once, never fails a cell."""
-        try:
-            getattr(self.hook, name)(**arguments)
-        except Exception as exc:
-            if name in self.failed:
-                return
-            self.failed.add(name)
-            text = f"a plugin failed in {name} ({type(exc).__name__}: {exc}); the run goes on, results are kept"
-            warnings.warn(text, RuntimeWarning, stacklevel=2)
+        """Call each implementation of hook `name` on its own, in pluggy's order (last registered first).
+
+        pluggy's own call stops at the first implementation that raises, so one logger's bug would
+        hide the event from the progress display and every other logger. Here a failing
+        implementation is reported once per plugin and hook, and the others still get the event;
+        it never fails a cell.
+        """
+        for implementation in reversed(getattr(self.hook, name).get_hookimpls()):
+            try:
+                implementation.function(**{arg: arguments[arg] for arg in implementation.argnames})
+            except Exception as exc:
+                if (implementation.plugin_name, name) in self.failed:
+                    continue
+                self.failed.add((implementation.plugin_name, name))
+                text = (
+                    f"plugin {implementation.plugin_name!r} failed in {name} ({type(exc).__name__}: {exc}); "
+                    "the other plugins still get every event, the run goes on, results are kept"
+                )
+                warnings.warn(text, RuntimeWarning, stacklevel=2)
 
     def slot(self, index: int) -> Observer:
         if index not in self.views:

@@ -231,7 +231,9 @@ def _teacher(
         if problem is not None:
             raise BenchError(f"the teacher cell {cell.teacher}'s saved model cannot be used: {problem}")
     elif "teacher_checkpoint" in cell.settings["strategy"]:
-        spec = {"name": cell.settings["strategy"]["options"]["teacher_backbone"]}
+        own = cell.settings["strategy"]
+        ref = registry.create("strategy", own["name"], own["options"]).teacher()  # its options, by its own names
+        spec = {"name": ref.backbone}
         path = identity_path(cell.settings["strategy"]["teacher_checkpoint"])
     else:
         return None

@@ -120,7 +120,9 @@ def test_a_classification_cell_stores_its_per_image_scores_and_the_report_bootst
     assert row["ci_method"] == "bootstrap"
     expected = bootstrap_interval([r.per_image["top1"] for r in sorted(results, key=lambda r: r.seed)])
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.low, expected.high))
-    assert "intervals of all rows: bootstrap over the test images and seeds together" in Markdown().render(report)
+    note = "intervals of all rows: bootstrap over the test images and seeds together"
+    assert note in table.notes
+    assert note in " ".join(Markdown().render(report).split())  # wrapped prose, the same words
 
 
 # ---- the report's choice of interval, on made-up results ----

@@ -166,3 +166,43 @@ def test_distill_from_a_checkpoint_file(tmp_path: Path, registry) -> None:
     assert frame.loc["from-file", "status"] == "ok"
     assert frame.loc["bad-file", "status"] == "failed"
     assert frame.loc["bad-file", "reason"].startswith(f"BenchError: {wrong} is not a resnet18 classification model")
+
+
+def test_a_plugin_with_its_own_teacher_option_names_distills_from_a_checkpoint(tmp_path: Path) -> None:
+    """The checkpoint's backbone comes from the strategy's `teacher()`, not from distill's option name."""
+    import torch
+    from bench_plugins.strategies.distill import Distill, DistillOptions
+
+    from harness import TeacherRef, hookimpl
+    from harness.registry import Registry
+
+    class FromFileOptions(DistillOptions):
+        teacher_backbone: str = "unused"
+        source_backbone: str
+        source_file: str
+
+    class FromFile(Distill):
+        """Distill from a file named by options of its own."""
+
+        name = "from_file"
+        Options = FromFileOptions
+        options: FromFileOptions
+
+        def teacher(self) -> TeacherRef:
+            return TeacherRef(self.options.source_backbone, checkpoint=self.options.source_file)
+
+    class Plugin:
+        @hookimpl
+        def bench_strategies(self) -> list[type[Distill]]:
+            return [FromFile]
+
+    registry = Registry(plugins=[(Plugin(), "from-file-plugin")], entry_points=False)
+    _, teacher, _ = tiny_model("classification", seed=3)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    options = {"source_backbone": "resnet18", "source_file": str(tmp_path / "teacher.pt")}
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "from_file", "options": options}])
+    data["tasks"] = data["tasks"][:1]
+    data["training"] = {**data["training"], "max_steps": 2}
+    run_suite(parse_suite(data, "s.toml", registry), registry)
+    frame = load_results(tmp_path / "out")
+    assert frame["status"].tolist() == ["ok"], frame["reason"].tolist()

@@ -222,3 +222,4 @@ def test_a_missing_extra_is_named_when_the_suite_loads(tmp_path: Path, app, monk
     line = _error(cli.invoke(app, ["run", str(_file(tmp_path)), "--logger", "tensorboard"]))
     assert line.startswith("error: --logger: loggers[0].name: ") and "needs TensorBoard" in line
     assert MLflow(None).available() is not None
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -24,12 +25,22 @@ class Markdown(Reporter):
         for table in report.tables:
             parts.append(f"## {table_title(table, lambda name: f'`{name}`')}")
             parts.append(markdown_grid(*task_rows(table)))
-            parts.append("\n".join(f"- {note}" for note in table.notes))
+            parts.append("\n".join(bullet(note) for note in table.notes))
         if len(report.summary):
             parts.append("## Summary: which strategy to use")
             parts.append(markdown_grid(*summary_rows(report)))
-        parts.append("---\n**Definitions.**\n\n" + "\n".join(f"- **{k}**: {v}" for k, v in report.definitions))
+        parts.append("---\n**Definitions.**\n\n" + "\n".join(bullet(f"**{k}**: {v}") for k, v in report.definitions))
         return "\n\n".join(p for p in parts if p) + "\n"
+
+
+#: prose lines of the markdown report wrap here (tables cannot: a markdown table row is one line)
+PROSE_WIDTH = 100
+
+
+def bullet(text: str) -> str:
+    """A markdown list item wrapped at `PROSE_WIDTH`, continued under its text (renders as one paragraph)."""
+    return textwrap.fill(text, PROSE_WIDTH, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False,
+                         break_long_words=False)  # fmt: skip
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

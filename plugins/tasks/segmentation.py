@@ -8,25 +8,43 @@ the void label 255 ignored.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from bench_plugins.tasks.common import Normalizer, StackedBatchesTask
+from pydantic import Field
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
-from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from harness import Backbone, BackboneModule, Options, Task, TaskModel, hookimpl
 
 VOID = 255
 
 
+def deeplab_head(
+    in_channels: int, num_classes: int, channels: int = 256, rates: tuple[int, ...] = (12, 24, 36)
+) -> nn.Module:
+    """torchvision's `DeepLabHead` (ASPP, a 3x3 convolution, the classifier), with its width and atrous
+    rates as arguments: the defaults build exactly `DeepLabHead(in_channels, num_classes)`."""
+    return nn.Sequential(
+        ASPP(in_channels, list(rates), channels),
+        nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, num_classes, 1),
+    )
+
+
 class SegmentationModel(TaskModel):
-    def __init__(self, backbone: BackboneModule, num_classes: int) -> None:
+    def __init__(
+        self, backbone: BackboneModule, num_classes: int, channels: int = 256, rates: tuple[int, ...] = (12, 24, 36)
+    ) -> None:
         super().__init__()
         self.normalize = Normalizer(backbone)
         self.backbone = backbone
-        self.head = DeepLabHead(backbone.channels[-1], num_classes)
+        self.head = deeplab_head(backbone.channels[-1], num_classes, channels, rates)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.backbone(self.normalize(images))[-1])
@@ -35,6 +53,13 @@ class SegmentationModel(TaskModel):
 
 class SegmentationOptions(Options):
     output_stride: Literal[8, 16, 32] = 16
+    #: the ASPP's and the head's width; 256 is DeepLabV3's (and torchvision's)
+    head_channels: Annotated[int, Field(ge=1, le=4096)] = 256
+    #: the ASPP's three atrous rates, in feature-map pixels; (12, 24, 36) is DeepLabV3's at output stride 8
+    #: (torchvision's default); on small maps (a 64 px image at stride 16 is 4x4) smaller rates see more of it
+    atrous_rates: tuple[
+        Annotated[int, Field(ge=1, le=1024)], Annotated[int, Field(ge=1, le=1024)], Annotated[int, Field(ge=1, le=1024)]
+    ] = (12, 24, 36)
 
 
 class Segmentation(StackedBatchesTask):
@@ -65,7 +90,8 @@ class Segmentation(StackedBatchesTask):
         return 2  # ASPP's image-pooling branch has BatchNorm over a 1x1 map: one sample cannot train it
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
-        return SegmentationModel(backbone, num_classes)
+        options = self.options
+        return SegmentationModel(backbone, num_classes, options.head_channels, options.atrous_rates)
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
         return self.loss_and_outputs(model, batch)[0]
