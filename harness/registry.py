@@ -274,7 +274,9 @@ def registry_for(plugins: tuple[PluginRef, ...], entry_points: bool) -> Registry
     """The registry a job needs, built once per process (workers run many jobs)."""
     key = (plugins, entry_points)
     if key not in _rebuilt:
-        _rebuilt[key] = Registry([(ref.load(), ref.provider) for ref in plugins], entry_points=entry_points)
+        with warnings.catch_warnings():  # the driver has said each broken plugin once; a worker says it again never
+            warnings.simplefilter("ignore", UserWarning)
+            _rebuilt[key] = Registry([(ref.load(), ref.provider) for ref in plugins], entry_points=entry_points)
     return _rebuilt[key]
 
 

@@ -126,3 +126,26 @@ def test_parse_fail_on() -> None:
     assert parse_fail_on(["regression, missing", "regression"]) == {"regression", "missing"}
     with pytest.raises(BenchError, match="--fail-on"):
         parse_fail_on(["Regression"])
+
+
+def test_compare_pairs_shared_seeds_and_holm_corrects_over_the_cells(tmp_path: Path) -> None:
+    """The per-cell test is scipy's paired t-test over the seeds both runs have; the p-values of all
+    tested cells are Holm-corrected together, and the verdict follows the corrected p."""
+    from scipy import stats
+
+    from harness.stats import holm
+    from harness.store import Store
+
+    other = _shifted_copy(tmp_path, {("r18", "full"): 0.1, ("r18", "bitfit"): 0.1})
+    frame = compare_runs(GOLDEN, other)
+    values = {}
+    for name, path in (("a", GOLDEN), ("b", other)):
+        cells = [r for r in Store(path).results() if (r.task, r.backbone, r.strategy) == ("cls", "r18", "full")]
+        values[name] = [r.metrics["top1"] for r in sorted(cells, key=lambda r: r.seed)]
+    full = frame.set_index(["task", "backbone", "strategy"]).loc[("cls", "r18", "full")]
+    assert full["test"] == "paired"
+    assert full["p_value"] == pytest.approx(stats.ttest_rel(values["b"], values["a"]).pvalue)
+    tested = frame[frame["test"] != ""]
+    assert tested["p_holm"].tolist() == pytest.approx(holm(tested["p_value"].tolist()))
+    assert (tested["significant"] == (tested["p_holm"] < 0.05)).all()
+    assert full["p_holm"] > full["p_value"]  # eight cells tested at once

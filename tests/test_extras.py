@@ -164,3 +164,30 @@ def test_the_distribution_is_named_finetune_bench_and_keeps_the_bench_command() 
     for example in (Path(__file__).parents[1] / "examples").glob("*/pyproject.toml"):
         needs = tomllib.loads(example.read_text())["project"].get("dependencies", [])
         assert DISTRIBUTION in needs and "bench" not in needs, example
+
+
+def test_without_timm_no_command_warns_and_a_timm_cell_is_skipped_with_the_install_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The light install has no timm: the built-in timm backbone stays listed without a warning on
+    every command, and a suite that uses it gets its cells skipped with the line that installs it."""
+    import warnings
+
+    from harness.registry import Registry
+
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry = Registry()
+    assert "timm" in registry.names("backbone") and not registry.broken
+    plugins = runner.invoke(app, ["plugins"])
+    assert plugins.exit_code == 0 and "warning" not in plugins.output
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}], backbones=[{"name": "timm"}])
+    data["tasks"] = data["tasks"][:1]
+    suite = tmp_path / "suite.toml"
+    suite.write_text(to_toml(data))
+    done = runner.invoke(app, ["run", str(suite), "--quiet"])
+    assert done.exit_code == 0, done.output
+    frame = load_results(tmp_path / "out")
+    missing = f"the timm backbone needs timm, which is not installed: {install_hint('timm')}"
+    assert (frame["status"].tolist(), frame["reason"].tolist()) == (["skipped"], [missing])

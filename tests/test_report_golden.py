@@ -339,15 +339,23 @@ def test_gains_heatmap_leaves_out_the_baseline_row_and_marks_significance(tmp_pa
 
 
 def _shifted_copy(tmp_path: Path, shift: dict[tuple[str, str], float]) -> Path:
-    """The golden run with some cells' metrics moved, as another harness version might."""
+    """The golden run with some cells' metrics moved, as another harness version might: each seed by
+    `delta` plus noise of half the cell's own seed-to-seed spread (another seed's deviation from the
+    mean), so the same seeds in A and B differ by more than a constant, as reruns do."""
     copy = tmp_path / "b"
     shutil.copytree(GOLDEN, copy)
     store = Store(copy)
-    for result in store.results():
+    results = store.results()
+    for result in results:
         delta = shift.get((result.backbone, result.strategy), 0.0)
         if result.task == "cls" and delta and result.status == "ok":
+            seeds = sorted(
+                (r for r in results if (r.task, r.backbone, r.strategy, r.status) == ("cls", result.backbone,
+                 result.strategy, "ok")), key=lambda r: r.seed)  # fmt: skip
+            mean = {k: sum(r.metrics[k] for r in seeds) / len(seeds) for k in result.metrics}
+            other = seeds[(seeds.index(result) + 1) % len(seeds)]
             data = result.to_json()
-            data["metrics"] = {k: v + delta for k, v in result.metrics.items()}
+            data["metrics"] = {k: v + delta + 0.5 * (other.metrics[k] - mean[k]) for k, v in result.metrics.items()}
             store.save(CellResult.from_json(data))
     return copy
 
@@ -368,7 +376,8 @@ def test_compare_flags_changes_beyond_noise_only(tmp_path: Path) -> None:
     assert frame.loc[("cls", "r18", "partial"), "verdict"] == "too few seeds to test"
     text = runner.invoke(app, ["compare", str(GOLDEN), str(other)]).output
     assert "1 of 11 cells changed beyond noise" in text
-    assert "| cls | r18 | full | top1 | 0.7200 [0.6703, 0.7697] (3) | 0.8200 [0.7703, 0.8697] (3) |" in text
+    assert "| cls | r18 | full | top1 | 0.7200 [0.6703, 0.7697] (3) | 0.8200 [0.7770, 0.8630] (3) |" in text
+    assert "8 paired over shared seeds; p-values Holm-corrected over the 8 cells tested" in text
 
 
 def test_report_marks_doubtful_and_loader_bound_timings(tmp_path: Path) -> None:
