@@ -216,9 +216,14 @@ def test_report_refuses_to_write_into_the_cells_folder(tmp_path: Path, name: str
 # --- SIGTERM -------------------------------------------------------------------------------------
 
 
-def test_sigterm_stops_a_run_like_ctrl_c_keeping_finished_cells_and_releasing_claims(tmp_path: Path) -> None:
-    """A real process: the first cell finishes, SIGTERM arrives during the second; exit 143, no claim left."""
+@pytest.mark.parametrize("executor", ["sequential", "processes"])
+def test_sigterm_stops_a_run_like_ctrl_c_keeping_finished_cells_and_releasing_claims(
+    tmp_path: Path, executor: str
+) -> None:
+    """A real process: the first cell finishes, SIGTERM arrives during the next; exit 143, no claim left,
+    under the default executor and under the quickstart's (worker processes holding claims)."""
     data = _data(tmp_path, seeds=[0, 1, 2, 3, 4, 5])
+    data["executor"] = executor
     data["training"]["max_steps"] = 3
     path = _write(tmp_path, data)
     out = tmp_path / "out"
