@@ -33,8 +33,7 @@ from typing import Any
 import torch
 
 from harness.components import TrainingContext
-from harness.devices import execution_settings, setup_for, synchronized
-from harness.estimate import synthetic_samples
+from harness.devices import execution_settings, resolve_device, setup_for, synchronized
 from harness.progress import Observer
 from harness.provenance import provenance
 from harness.registry import Registry
@@ -53,7 +52,7 @@ CLASSES = 21
 def _batches(registry: Registry, kind: str, size: int, batch: int, options: dict[str, Any], count: int, setup: Any):
     task = registry.create("task", kind, options)
     torch.manual_seed(0)
-    made = [task.collate(synthetic_samples(kind, task, size, CLASSES, batch)) for _ in range(count)]
+    made = [task.collate(task.synthetic_samples(size, CLASSES, batch)) for _ in range(count)]
     return task, [to_memory_format(task.to_device(b, setup.device), setup) for b in made]
 
 
@@ -112,7 +111,7 @@ def measure(name: str, device: str, steps: int, rounds: int, size: int | None) -
     registry = Registry(entry_points=False)
     # same math on both sides: constant rate, no warmup, no weight decay split, no clipping
     training = Training(epochs=1, batch_size=batch, lr=0.01, weight_decay=0.0, warmup_fraction=0.0, schedule="constant")
-    setup = setup_for(device, training, kind)
+    setup = setup_for(device, training, registry.create("task", kind, options))
     with execution_settings(setup, []):
         task, batches = _batches(registry, kind, size, batch, options, steps, setup)
         model = _model(registry, task, setup)
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['hand_written_images_per_second']:.1f} img/s, ratio {row['ratio']:.3f}",
             file=sys.stderr,
         )
-    device_name = setup_for(args.device, Training(), "classification").name
+    device_name = resolve_device(args.device).name
     document = {
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device_name,

@@ -19,6 +19,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
+from harness.errors import Unsupported
+
 if TYPE_CHECKING:
     from harness.job import Job, JobOutcome
     from harness.progress import Observer
@@ -169,6 +171,14 @@ class Task(Component):
     #: Whether the head reads a dense feature map (detection, segmentation) rather than a pooled vector.
     dense: ClassVar[bool] = False
 
+    #: what `training.amp = "auto"` trains in on a GPU with bfloat16: "bf16" (float32's range, no
+    #: gradient scaler) or "fp16" with a gradient scaler (detection: bfloat16's 8-bit mantissa is too
+    #: coarse for box regression targets); GPUs without bfloat16 always get fp16
+    preferred_amp: ClassVar[Literal["bf16", "fp16"]] = "fp16"
+    #: whether `training.channels_last = "auto"` trains in channels_last on CUDA (convolutions over
+    #: one 4-D batch; not where the model batches images itself, as Faster R-CNN does)
+    channels_last: ClassVar[bool] = False
+
     def check(self, backbone: Backbone) -> str | None:
         """Why this task cannot wrap `backbone`, or None when it can."""
         return (backbone.no_dense_prediction or None) if self.dense else None
@@ -203,6 +213,12 @@ class Task(Component):
         """Metrics over all batches (model in eval mode, gradients off); None where a metric is
         undefined on this data (e.g. detection mAP without ground truth)."""
         ...
+
+    def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
+        """`count` random samples as a dataset of this kind yields them (images in [0, 1], `size` px,
+        with targets), for `collate`: what `bench plan` counts FLOPs on and `--calibrate` trains on.
+        A task without them gets neither (the plan says why), and nothing else changes."""
+        raise Unsupported(f"task {self.name!r} makes no synthetic samples (Task.synthetic_samples)")
 
     def evaluate_per_image(
         self, model: TaskModel, batches: Iterator[Batch], num_classes: int

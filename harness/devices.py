@@ -17,13 +17,8 @@ import torch
 from harness.errors import BenchError
 
 if TYPE_CHECKING:
+    from harness.components import Task
     from harness.suite import Training
-
-
-#: task kinds whose default mixed precision on a bfloat16-capable GPU is bfloat16 (no gradient scaler)
-BF16_KINDS = frozenset({"classification", "segmentation"})
-#: task kinds whose default memory format on CUDA is channels_last (convolutions over a 4-D batch)
-CHANNELS_LAST_KINDS = frozenset({"classification", "segmentation"})
 
 
 @dataclass(frozen=True)
@@ -71,14 +66,14 @@ class DeviceSetup:
         }
 
 
-def resolve_device(requested: str, amp: bool | str = False, *, kind: str | None = None) -> DeviceSetup:
-    """`auto` picks CUDA when present, else the CPU; `amp` is resolved for that device and task kind.
+def resolve_device(requested: str, amp: bool | str = False, *, task: Task | None = None) -> DeviceSetup:
+    """`auto` picks CUDA when present, else the CPU; `amp` is resolved for that device and task.
 
-    `amp = "auto"` (or true) on CUDA: bfloat16 for classification and segmentation where the GPU
-    supports it (Ampere and later: fp32's range, no gradient scaler), float16 with a gradient
-    scaler for detection, as torchvision's reference scripts train it (bfloat16's 8-bit mantissa
-    is too coarse for box regression targets), and float16 on GPUs without bfloat16. On the CPU
-    `auto` is full precision; `fp16` and `bf16` are honoured wherever torch's autocast takes them.
+    `amp = "auto"` (or true) on CUDA: the task's `preferred_amp` where the GPU has bfloat16
+    (classification and segmentation: bfloat16, fp32's range and no gradient scaler; detection:
+    float16 with a gradient scaler, as torchvision's reference scripts train it), and float16 on
+    GPUs without bfloat16. On the CPU `auto` is full precision; `fp16` and `bf16` are honoured
+    wherever torch's autocast takes them.
     """
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,17 +82,17 @@ def resolve_device(requested: str, amp: bool | str = False, *, kind: str | None 
     if requested == "mps" and not torch.backends.mps.is_available():
         raise BenchError("device 'mps' requested but MPS is not available; use 'auto' or 'cpu'")
     device = torch.device(requested)
-    return DeviceSetup(device, _amp_dtype(device, amp, kind))
+    return DeviceSetup(device, _amp_dtype(device, amp, task))
 
 
-def _amp_dtype(device: torch.device, amp: bool | str, kind: str | None) -> torch.dtype | None:
+def _amp_dtype(device: torch.device, amp: bool | str, task: Task | None) -> torch.dtype | None:
     if amp is False:
         return None
     cuda = device.type == "cuda"
     if amp in ("auto", True):
         if not cuda:
             return None
-        bf16 = kind in BF16_KINDS and torch.cuda.is_bf16_supported()
+        bf16 = task is not None and task.preferred_amp == "bf16" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if bf16 else torch.float16
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     if cuda and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
@@ -105,9 +100,9 @@ def _amp_dtype(device: torch.device, amp: bool | str, kind: str | None) -> torch
     return dtype
 
 
-def setup_for(requested: str, training: Training, kind: str) -> DeviceSetup:
-    """The device and every speed setting of a cell, `auto` resolved for the device and task kind."""
-    setup = resolve_device(requested, training.amp, kind=kind)
+def setup_for(requested: str, training: Training, task: Task) -> DeviceSetup:
+    """The device and every speed setting of a cell, `auto` resolved for the device and the task."""
+    setup = resolve_device(requested, training.amp, task=task)
     cuda = setup.is_cuda
 
     def decide(value: bool | str, default: bool) -> bool:
@@ -115,7 +110,7 @@ def setup_for(requested: str, training: Training, kind: str) -> DeviceSetup:
 
     return dataclasses.replace(
         setup,
-        channels_last=decide(training.channels_last, cuda and kind in CHANNELS_LAST_KINDS),
+        channels_last=decide(training.channels_last, cuda and task.channels_last),
         compile=training.compile,
         # kernel timing picks nondeterministic kernels too, so deterministic runs go without it
         cudnn_benchmark=decide(training.cudnn_benchmark, cuda and not training.deterministic),

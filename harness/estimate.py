@@ -24,7 +24,6 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -254,7 +253,7 @@ def count_flops(cell: Cell, registry: Registry, classes: int) -> float | str:
             with device:
                 plugin = registry.create("backbone", chosen["name"], chosen.get("options"))
                 model = task.build_model(plugin.build(task.output_stride()), classes).train()
-            batch = task.to_device(task.collate(synthetic_samples(spec["kind"], task, size, classes, count)), device)
+            batch = task.to_device(task.collate(task.synthetic_samples(size, classes, count)), device)
             flops = flops_per_sample(functools.partial(task.loss, model, batch), count)
             if flops:
                 return flops
@@ -282,7 +281,7 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
     task: Task = registry.create("task", spec["kind"], spec["options"])
     dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
     training = Training(**cell.settings["training"])
-    setup = setup_for(str(setup.device), training, spec["kind"])  # the cell's precision and memory format
+    setup = setup_for(str(setup.device), training, task)  # the cell's precision and memory format
     seed_everything(0)
     chosen = cell.settings["backbone"]
     backbone = registry.create("backbone", chosen["name"], chosen.get("options")).build(task.output_stride())
@@ -291,7 +290,7 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer([{"params": list(model.parameters())}], training)  # type: ignore[list-item]
     size = int(getattr(dataset.options, "image_size", 224))
-    samples = synthetic_samples(spec["kind"], task, size, classes, training.batch_size)
+    samples = task.synthetic_samples(size, classes, training.batch_size)
     batch = to_memory_format(task.to_device(task.collate(samples), setup.device), setup)
 
     def step() -> None:
@@ -307,19 +306,6 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
         for _ in range(steps):
             step()
     return steps * training.batch_size / (time.perf_counter() - started)
-
-
-def synthetic_samples(kind: str, task: Task, size: int, classes: int, count: int) -> list[Any]:
-    """Random samples of a task kind: images in [0, 1], labels, boxes or masks."""
-    if kind == "detection":  # Faster R-CNN resizes to its min_size; VOC-like 4:3 images
-        height = int(getattr(task.options, "min_size", size))
-        width = min(int(getattr(task.options, "max_size", height)), height * 4 // 3)
-        boxes = torch.tensor([[0.1 * width, 0.1 * height, 0.6 * width, 0.7 * height]])
-        target = {"boxes": boxes, "labels": torch.tensor([0])}
-        return [(torch.rand(3, height, width), target) for _ in range(count)]
-    if kind == "segmentation":
-        return [(torch.rand(3, size, size), torch.randint(0, classes, (size, size))) for _ in range(count)]
-    return [(torch.rand(3, size, size), int(torch.randint(0, classes, ()))) for _ in range(count)]
 
 
 def wall_hours(jobs: Sequence[tuple[str, float, Iterable[str]]], slots: int) -> float:

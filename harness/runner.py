@@ -106,21 +106,22 @@ def _train(
     training = Training(**settings["training"])
     caps = [t for t in (training.threads, threads) if t]
     set_threads(min(caps) if caps else None)
-    kind = settings["task"]["kind"]
-    setup = setup_for(device, training, kind)
+    task = registry.create("task", settings["task"]["kind"], settings["task"]["options"])
+    setup = setup_for(device, training, task)
     seed_everything(cell.seed)
     result.provenance = provenance(setup.name, cell.seed)
     nondeterministic: list[str] = []
     result.provenance["execution"] = {**setup.describe(), "nondeterministic_ops": nondeterministic}
     memory = PeakMemory(setup)  # the cell's own peak: from before its model is built to after its test
     with execution_settings(setup, nondeterministic), memory:
-        _train_on(cell, registry, setup, store, observer, result, on_trained, training)
+        _train_on(cell, registry, task, setup, store, observer, result, on_trained, training)
     result.cost.peak_memory_bytes, result.cost.peak_memory_kind = memory.stop()
 
 
 def _train_on(
     cell: Cell,
     registry: Registry,
+    task: Task,
     setup: DeviceSetup,
     store: Store,
     observer: Observer,
@@ -131,7 +132,6 @@ def _train_on(
     settings = cell.settings
     kind = settings["task"]["kind"]
     metric = settings["task"]["metric"]
-    task = registry.create("task", kind, settings["task"]["options"])
     data_spec = settings["task"]["dataset"]
     dataset = registry.create("dataset", data_spec["name"], data_spec["options"])
     classes = dataset.class_names(kind)

@@ -107,7 +107,7 @@ def train_briefly(
         }
     )
     task, model, dataset = tiny_model(kind, backbone, registry)
-    setup = setup_for("cpu", settings, kind)
+    setup = setup_for("cpu", settings, task)
     loaders = {
         split: make_loader(dataset.load(kind, split), task, settings.batch_size, setup, 0, train=split == "train")
         for split in ("train", "val", "test")

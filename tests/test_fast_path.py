@@ -22,6 +22,10 @@ from harness.timing import SeedTiming, judge_timing, warmup_steps
 from harness.training import build_optimizer
 from tests.conftest import tiny_suite
 
+TASKS = {
+    kind: Registry(entry_points=False).create("task", kind) for kind in ("classification", "segmentation", "detection")
+}
+
 
 def _first_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
     return next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
@@ -62,7 +66,9 @@ def test_channels_last_computes_the_same_function(registry: Registry) -> None:
 
 @pytest.mark.skipif(not hasattr(torch, "autocast"), reason="no torch.autocast")
 def test_bf16_autocasts_the_training_forward_on_the_cpu(registry: Registry) -> None:
-    assert resolve_device("cpu", "auto", kind="classification").amp_dtype is None  # auto: full precision on a CPU
+    assert (
+        resolve_device("cpu", "auto", task=TASKS["classification"]).amp_dtype is None
+    )  # auto: full precision on a CPU
     assert resolve_device("cpu", "bf16").amp_dtype == torch.bfloat16
     strategy = registry.create("strategy", "full")
     seen: list[Any] = []
@@ -85,20 +91,20 @@ def test_bf16_autocasts_the_training_forward_on_the_cpu(registry: Registry) -> N
 def test_auto_precision_follows_the_device_and_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_device("cuda", "auto", kind="classification").amp_dtype == torch.bfloat16
-    assert resolve_device("cuda", "auto", kind="segmentation").amp_dtype == torch.bfloat16
-    detection = resolve_device("cuda", "auto", kind="detection")
+    assert resolve_device("cuda", "auto", task=TASKS["classification"]).amp_dtype == torch.bfloat16
+    assert resolve_device("cuda", "auto", task=TASKS["segmentation"]).amp_dtype == torch.bfloat16
+    detection = resolve_device("cuda", "auto", task=TASKS["detection"])
     assert detection.amp_dtype == torch.float16 and detection.needs_grad_scaler()
-    assert resolve_device("cuda", False, kind="classification").amp_dtype is None
-    setup = setup_for("cuda", Training(), "classification")
+    assert resolve_device("cuda", False, task=TASKS["classification"]).amp_dtype is None
+    setup = setup_for("cuda", Training(), TASKS["classification"])
     assert setup.channels_last and setup.cudnn_benchmark and not setup.compile
-    assert not setup_for("cuda", Training(), "detection").channels_last
-    assert not setup_for("cuda", Training(deterministic=True), "classification").cudnn_benchmark
+    assert not setup_for("cuda", Training(), TASKS["detection"]).channels_last
+    assert not setup_for("cuda", Training(deterministic=True), TASKS["classification"]).cudnn_benchmark
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
-    assert resolve_device("cuda", "auto", kind="classification").amp_dtype == torch.float16
+    assert resolve_device("cuda", "auto", task=TASKS["classification"]).amp_dtype == torch.float16
     with pytest.raises(BenchError, match="Tesla V100 has no bfloat16"):
-        resolve_device("cuda", "bf16", kind="classification")
+        resolve_device("cuda", "bf16", task=TASKS["classification"])
 
 
 def test_biases_and_norm_weights_get_no_weight_decay(registry: Registry) -> None:

@@ -40,6 +40,12 @@ class Classification(StackedBatchesTask):
     options: ClassificationOptions
 
     trivial_predictor = "majority class"
+    preferred_amp = "bf16"
+    channels_last = True
+
+    def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
+        """Random images with a class index each."""
+        return [(torch.rand(3, size, size), int(torch.randint(0, num_classes, ()))) for _ in range(count)]
 
     def reported_metrics(self, num_classes: int | None = None) -> tuple[str, ...]:
         """top-5 accuracy needs more than five classes: with five or fewer it is 1 for any model."""

@@ -170,6 +170,16 @@ class Detection(Task):
     options: DetectionOptions
     dense = True
     trivial_predictor = "no detections"
+    # float16 with a gradient scaler, as torchvision's references train detection; batches are lists
+    preferred_amp = "fp16"
+    channels_last = False
+
+    def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
+        """Random VOC-like 4:3 images at the model's `min_size` (Faster R-CNN resizes to it), one box each."""
+        height = self.options.min_size
+        width = min(self.options.max_size, height * 4 // 3)
+        boxes = torch.tensor([[0.1 * width, 0.1 * height, 0.6 * width, 0.7 * height]])
+        return [(torch.rand(3, height, width), {"boxes": boxes, "labels": torch.tensor([0])}) for _ in range(count)]
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         return DetectionModel(backbone, num_classes, self.options)

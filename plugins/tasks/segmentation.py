@@ -72,6 +72,12 @@ class Segmentation(StackedBatchesTask):
 
     dense = True
     trivial_predictor = "most frequent class at every pixel"
+    preferred_amp = "bf16"
+    channels_last = True
+
+    def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
+        """Random images with a random mask of class indices each."""
+        return [(torch.rand(3, size, size), torch.randint(0, num_classes, (size, size))) for _ in range(count)]
 
     def check(self, backbone: Backbone) -> str | None:
         if reason := super().check(backbone):
