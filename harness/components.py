@@ -214,6 +214,14 @@ class Task(Component):
         undefined on this data (e.g. detection mAP without ground truth)."""
         ...
 
+    #: what `distillation_loss` compares, e.g. "logits"; "" when the task has none (distill skips it)
+    distilled: ClassVar[str] = ""
+
+    def distillation_loss(self, outputs: Any, teacher: TaskModel, batch: Batch, temperature: float) -> torch.Tensor:
+        """The loss of the student's `outputs` (from `loss_and_outputs`) toward the teacher's on the
+        same `batch` (on the device; the teacher in eval mode), computed without the teacher's gradients."""
+        raise Unsupported(f"task {self.name!r} has no distillation loss (Task.distillation_loss)")
+
     def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
         """`count` random samples as a dataset of this kind yields them (images in [0, 1], `size` px,
         with targets), for `collate`: what `bench plan` counts FLOPs on and `--calibrate` trains on.

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from bench_plugins.strategies.distill import feature_mse, pixel_kl, soft_label_kl
+from bench_plugins.tasks.distillation import feature_mse, pixel_kl, soft_label_kl
 
 from harness.freezing import NORM_TYPES
 from harness.registry import Registry
@@ -171,7 +171,7 @@ def test_l2sp_turns_weight_decay_off_and_adds_its_penalty(registry) -> None:
 
 
 def test_distillation_losses_match_hand_computation() -> None:
-    from bench_plugins.strategies.distill import feature_mse, pixel_kl, soft_label_kl
+    from bench_plugins.tasks.distillation import feature_mse, pixel_kl, soft_label_kl
 
     student, teacher = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])
     assert soft_label_kl(student, teacher, 1.0).item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))

@@ -1,7 +1,8 @@
 """`distill`: fine-tune everything while matching a teacher's outputs (knowledge distillation).
 
 The teacher is another cell of the suite (same task and seed, e.g. the `full` fine-tune of a
-larger backbone) or a task-model checkpoint. The term added to the task loss suits the task:
+larger backbone) or a task-model checkpoint. The term added to the task loss is the task's own
+(`Task.distillation_loss`, see bench_plugins.tasks.distillation):
 - classification: KL between temperature-softened class distributions, times T^2 (Hinton et al., 2015);
 - segmentation: the same KL per pixel of the head's logits, averaged over pixels;
 - detection: mean squared error between the student's and the teacher's FPN features, level by level.
@@ -12,49 +13,13 @@ with a = w / (1 + w), up to the learning rate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TeacherRef, TrainingContext, hookimpl
+from harness import ParamGroup, Strategy, StrategyOptions, Task, TaskModel, TeacherRef, TrainingContext, hookimpl
 from harness.freezing import backbone_and_head_groups, set_trainable
-
-
-def soft_label_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over samples (classes on dim 1)."""
-    log_p = F.log_softmax(student.float() / temperature, dim=1)
-    log_q = F.log_softmax(teacher.float() / temperature, dim=1)
-    per_sample = (log_q.exp() * (log_q - log_p)).sum(dim=1)
-    return temperature**2 * per_sample.mean()
-
-
-def pixel_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """`soft_label_kl` at every pixel of (N, C, H, W) logits, averaged over pixels; sizes follow the teacher."""
-    if student.shape[-2:] != teacher.shape[-2:]:
-        student = F.interpolate(student, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
-    return soft_label_kl(student, teacher, temperature)
-
-
-def feature_mse(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Mean over feature levels of the mean squared difference; sizes follow the teacher."""
-    losses = []
-    for level, target in teacher.items():
-        feature = student[level].float()
-        if feature.shape[-2:] != target.shape[-2:]:
-            feature = F.interpolate(feature, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        losses.append(F.mse_loss(feature, target.float()))
-    return torch.stack(losses).mean()
-
-
-#: the task kinds with a distillation loss: what of the task's outputs is distilled
-DISTILLED = {
-    "classification": "logits",
-    "segmentation": "per-pixel logits",
-    "detection": "FPN features",
-}
 
 
 class DistillOptions(StrategyOptions):
@@ -75,9 +40,9 @@ class Distill(Strategy):
     Options = DistillOptions
     options: DistillOptions
 
-    def check(self, task_kind: str) -> str | None:
-        if task_kind not in DISTILLED:
-            return f"distill has no distillation loss for task kind {task_kind!r}"
+    def check(self, task_kind: str, task: Task) -> str | None:
+        if not task.distilled:
+            return f"distill has no distillation loss for task kind {task_kind!r} (Task.distillation_loss)"
         return None
 
     def teacher(self) -> TeacherRef:
@@ -91,18 +56,9 @@ class Distill(Strategy):
         return backbone_and_head_groups(model)
 
     def extra_loss(self, model: TaskModel, batch: Any, outputs: Any, context: TrainingContext) -> torch.Tensor:
-        """The teacher sees the step's images; its outputs are compared with the student's."""
-        teacher, images, temperature = context.teacher, batch[0], self.options.temperature
-        assert teacher is not None
-        kind = context.task.name
-        with torch.no_grad():
-            target = teacher.features(images) if kind == "detection" else teacher(images)  # type: ignore[operator]
-        if kind == "detection":
-            loss = feature_mse(outputs["features"], target)
-        elif kind == "segmentation":
-            loss = pixel_kl(outputs, target, temperature)
-        else:
-            loss = soft_label_kl(outputs, target, temperature)
+        """The teacher sees the step's batch; the task compares its outputs with the student's."""
+        assert context.teacher is not None
+        loss = context.task.distillation_loss(outputs, context.teacher, batch, self.options.temperature)
         return self.options.weight * loss
 
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from bench_plugins.tasks.distillation import feature_mse
 from pydantic import Field, model_validator
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
@@ -173,6 +174,14 @@ class Detection(Task):
     # float16 with a gradient scaler, as torchvision's references train detection; batches are lists
     preferred_amp = "fp16"
     channels_last = False
+
+    distilled = "FPN features"
+
+    def distillation_loss(self, outputs: Any, teacher: TaskModel, batch: Any, temperature: float) -> torch.Tensor:
+        """Feature matching: Faster R-CNN's outputs are boxes, not distributions to soften."""
+        with torch.no_grad():
+            target = teacher.features(batch[0])  # type: ignore[operator]
+        return feature_mse(outputs["features"], target)
 
     def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
         """Random VOC-like 4:3 images at the model's `min_size` (Faster R-CNN resizes to it), one box each."""
