@@ -135,7 +135,8 @@ class Processes(Executor):
 
     def describe(self) -> str:
         gpus = [w.environment["CUDA_VISIBLE_DEVICES"] for w in self.workers if w.device != "cpu"]
-        where = f"GPUs {', '.join(gpus)}" if gpus else f"cpu, {self.workers[0].threads} threads each"
+        threads = self.workers[0].threads
+        where = f"GPUs {', '.join(gpus)}" if gpus else f"cpu, {threads} thread{'' if threads == 1 else 's'} each"
         return f"processes: {self.slots} worker{'s' * (self.slots != 1)} ({where})"
 
     def start(self, observer: Observer, registry: Registry) -> None:
