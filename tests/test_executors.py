@@ -74,11 +74,11 @@ def test_processes_give_the_sequential_statuses_and_metrics(tmp_path: Path, sequ
     summary = run_suite(parse_suite(_suite(output, executor), registry=registry), registry)
     assert summary.statuses == {"ok": 6} and summary.pretrained == 1
     assert set(summary.per_slot) == {0, 1}, "both workers ran cells"
-    assert summary.executor == "processes: 2 workers (cpu, 1 threads each)"
+    assert summary.executor == "processes: 2 workers (cpu, 1 thread each)"
     slots = f"slot 0: {summary.per_slot[0]}, slot 1: {summary.per_slot[1]}"
     assert summary.describe().splitlines() == [
         "6 cells: 0 already done, this run: 6 ok",
-        f"processes: 2 workers (cpu, 1 threads each) ran 6 cells ({slots}); 1 pretraining stage",
+        f"processes: 2 workers (cpu, 1 thread each) ran 6 cells ({slots}); 1 pretraining stage",
     ]
     assert _outcomes(output) == _outcomes(sequential_run[0])
     pids = {r.provenance["pid"] for r in planned_results(output)}
