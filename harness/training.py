@@ -163,14 +163,7 @@ def evaluate(
     model: TaskModel, task: Task, loader: DataLoader, setup: DeviceSetup, num_classes: int
 ) -> dict[str, float | None]:
     """Metrics of `model` on every batch of `loader`, in full precision so they match the references."""
-    model.eval()
-
-    def batches() -> Iterator[Any]:
-        for batch in loader:
-            yield to_memory_format(task.to_device(batch, setup.device), setup)
-
-    with torch.inference_mode():
-        return task.evaluate(model, batches(), num_classes)
+    return evaluate_per_image(model, task, loader, setup, num_classes)[0]
 
 
 def evaluate_per_image(

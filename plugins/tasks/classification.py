@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import torch
 import torch.nn.functional as F
 from bench_plugins.tasks.common import Normalizer, StackedBatchesTask
-from bench_plugins.tasks.distillation import soft_label_kl
 from pydantic import Field
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -41,15 +40,7 @@ class Classification(StackedBatchesTask):
     options: ClassificationOptions
 
     trivial_predictor = "majority class"
-    preferred_amp = "bf16"
-    channels_last = True
-
     distilled = "logits"
-
-    def distillation_loss(self, outputs: Any, teacher: TaskModel, batch: Any, temperature: float) -> torch.Tensor:
-        with torch.no_grad():
-            target = teacher(batch[0])
-        return soft_label_kl(outputs, target, temperature)
 
     def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
         """Random images with a class index each."""

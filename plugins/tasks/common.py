@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from bench_plugins.tasks.distillation import pixel_kl, soft_label_kl
 from torch import nn
 
-from harness import BackboneModule, Task
+from harness import BackboneModule, Task, TaskModel
 
 
 class Normalizer(nn.Module):
@@ -55,7 +56,20 @@ def class_counts(targets: list[torch.Tensor], num_classes: int, ignore: int | No
 
 
 class StackedBatchesTask(Task):
-    """A task whose batches are two stacked tensors, images and targets (class indices or masks)."""
+    """A task whose batches are two stacked tensors, images and targets (class indices or masks).
+
+    Its model reads one 4-D batch of images and outputs class logits (per image or per pixel), so
+    it trains in bfloat16 and channels_last on GPUs by default, and distils softened logits."""
+
+    preferred_amp = "bf16"
+    channels_last = True
+
+    def distillation_loss(self, outputs: Any, teacher: TaskModel, batch: Any, temperature: float) -> torch.Tensor:
+        """Hinton's softened-logits KL; per pixel, averaged over pixels, when the logits are a map."""
+        with torch.no_grad():
+            target = teacher(batch[0])
+        per_pixel = outputs.ndim == 4
+        return (pixel_kl if per_pixel else soft_label_kl)(outputs, target, temperature)
 
     def collate(self, samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = zip(*samples, strict=True)

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 import torch
 import torch.nn.functional as F
 from bench_plugins.tasks.common import Normalizer, StackedBatchesTask
-from bench_plugins.tasks.distillation import pixel_kl
 from pydantic import Field
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
@@ -73,15 +72,7 @@ class Segmentation(StackedBatchesTask):
 
     dense = True
     trivial_predictor = "most frequent class at every pixel"
-    preferred_amp = "bf16"
-    channels_last = True
-
     distilled = "per-pixel logits"
-
-    def distillation_loss(self, outputs: Any, teacher: TaskModel, batch: Any, temperature: float) -> torch.Tensor:
-        with torch.no_grad():
-            target = teacher(batch[0])
-        return pixel_kl(outputs, target, temperature)
 
     def synthetic_samples(self, size: int, num_classes: int, count: int) -> list[Any]:
         """Random images with a random mask of class indices each."""
