@@ -27,6 +27,7 @@ from harness.formatting import clip_message
 from harness.records import plain_records
 
 if TYPE_CHECKING:
+    from harness.planning import Plan
     from harness.suite import Suite
 
 
@@ -302,21 +303,6 @@ def _stop_on_sigterm() -> Any:
 
 
 PLAN_FORMATS = ("table", "csv", "json")
-PLAN_CSV_COLUMNS = (
-    "index",
-    "task",
-    "backbone",
-    "strategy",
-    "setting",
-    "seed",
-    "key",
-    "state",
-    "skip_reason",
-    "teacher",
-    "pretrain",
-    "device_hours",
-    "estimate_from",
-)
 
 
 def plan(
@@ -347,11 +333,10 @@ def plan(
     """List the grid of SUITE without running it: each cell, its state, and what the cells to run will cost."""
     import json
 
-    from harness.cell import plan_cells, pretrain_cell
-    from harness.estimate import SLOTS, absent_device_note, cell_jobs, device_throughput, estimate, wall_hours
+    from harness.estimate import absent_device_note
+    from harness.planning import make_plan
     from harness.registry import default_registry
-    from harness.selection import parse_only, select_cells
-    from harness.store import Store
+    from harness.selection import parse_only
 
     if format not in PLAN_FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(PLAN_FORMATS)}")
@@ -359,124 +344,52 @@ def plan(
         raise BenchError(f"--tflops: {tflops:g} is not a throughput; give the device's effective TFLOPS, e.g. 100")
     selected = parse_only(only)
     loaded = load_given(suite, overrides, output=output, device=device, seeds=seeds, set_all=set_all)
-    registry = default_registry()
-    store = Store(loaded.output_dir())
-    grid = plan_cells(loaded, registry)
-    numbers = {cell.key: i for i, cell in enumerate(grid, 1)}  # a cell's number in the whole grid, filtered or not
-    cells = select_cells(grid, selected, loaded.source)
-    states = [
-        "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run"
-        for cell in cells
-    ]
-    todo = [cell for cell, state in zip(cells, states, strict=True) if state == "to run"]
-    needed = {cell.pretrain for cell in todo}
-    used = {cell.pretrain for cell in cells}  # with --only, the stages of the selected cells
-    stages = [
-        (spec, pretrain_cell(spec, loaded, registry)) for spec in loaded.pretrain if not selected or spec.name in used
-    ]
-    cached = {spec.name: store.checkpoint_path(stage.key).is_file() for spec, stage in stages}
-    to_pretrain = [stage for spec, stage in stages if spec.name in needed and not cached[spec.name]]
     target = device or loaded.device
-    throughput = device_throughput(tflops, target)
-    note = absent_device_note(target, tflops, loaded.source)
-    if note and todo:
-        stderr.print(f"note: {note}", markup=False, soft_wrap=True)
 
     def said(line: str) -> None:
         stderr.print(line, markup=False, soft_wrap=True)
 
-    groups = estimate(to_pretrain + todo, registry, store, target, calibrate, throughput, said) if todo else []
-    keys = {spec.name: stage.key for spec, stage in stages}
-    jobs = cell_jobs(groups, to_pretrain + todo, keys)
-    walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
-    hours = {key: g.device_hours / g.cells for g in groups if g.device_hours is not None for key in g.keys}
-    where = {key: g.source for g in groups for key in g.keys}
-    if format != "table":
-        rows = [
-            {
-                "index": i,
-                "task": cell.task,
-                "backbone": cell.backbone,
-                "strategy": cell.strategy,
-                "setting": cell.setting,
-                "seed": cell.seed,
-                "key": cell.key,
-                "state": state,
-                "skip_reason": cell.skip_reason,
-                "teacher": cell.teacher,
-                "pretrain": cell.pretrain,
-                "device_hours": hours.get(cell.key),
-                "estimate_from": where.get(cell.key),
-            }
-            for cell, state in zip(cells, states, strict=True)
-            for i in [numbers[cell.key]]
-        ]
-        pretraining = [
-            {
-                "name": spec.name,
-                "backbone": spec.backbone,
-                "dataset": spec.dataset.name,
-                "kind": spec.kind,
-                "seed": spec.seed,
-                "key": stage.key,
-                "state": "done" if cached[spec.name] else "to run" if spec.name in needed else "not needed",
-                "device_hours": hours.get(stage.key),
-                "estimate_from": where.get(stage.key),
-            }
-            for spec, stage in stages
-        ]
-        if format == "json":
-            document = {
-                "suite": loaded.name,
-                "results": str(store.root),
-                "states": {state: states.count(state) for state in dict.fromkeys(states)},
-                "cells": rows,
-                "pretrain": pretraining,
-                "estimate": _estimate_document(groups, throughput, walls),
-            }
-            sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        else:
-            sys.stdout.write(_plan_csv(rows, pretraining))
-        return
-    swept = any(cell.setting for cell in cells)
+    note = absent_device_note(target, tflops, loaded.source)
+    planned = make_plan(
+        loaded, default_registry(), selected, device=target, tflops=tflops, calibrate=calibrate, progress=said,
+        before_estimate=(lambda: said(f"note: {note}")) if note else None,
+    )  # fmt: skip
+    if format == "json":
+        sys.stdout.write(json.dumps(planned.to_json(), indent=2) + "\n")
+    elif format == "csv":
+        sys.stdout.write(planned.to_csv())
+    else:
+        _print_plan(planned)
+
+
+def _print_plan(planned: Plan) -> None:
+    """The plan as a table of cells, a line per skip reason and pretraining stage, and the estimate."""
+    swept = any(p.cell.setting for p in planned.cells)
     columns = ("#", "task", "backbone", "strategy", *(["setting"] if swept else []), "seed", "key", "state")
     printed = [
-        [
-            str(i),
-            cell.task,
-            cell.backbone,
-            cell.strategy,
-            *([cell.setting] if swept else []),
-            str(cell.seed),
-            cell.key[:10],
-            state,
-        ]
-        for cell, state in zip(cells, states, strict=True)
-        for i in [numbers[cell.key]]
-    ]
-    title = f"{loaded.name}: {len(cells)} cells"
-    if selected:
-        title = f"{loaded.name}: {len(cells)} of {len(grid)} cells ({selected})"
+        [str(p.index), p.cell.task, p.cell.backbone, p.cell.strategy, *([p.cell.setting] if swept else []),
+         str(p.cell.seed), p.cell.key[:10], p.state]
+        for p in planned.cells
+    ]  # fmt: skip
+    name, selected, count = planned.suite.name, planned.selected, len(planned.cells)
+    title = f"{name}: {count} of {planned.grid_size} cells ({selected})" if selected else f"{name}: {count} cells"
     _print_rows(title, columns, printed)
     if selected:
-        teachers = [str(numbers[cell.key]) for cell in cells if not selected.matches(cell)]
+        teachers = [str(p.index) for p in planned.cells if not selected.matches(p.cell)]
         if teachers:
             _say(f"teacher cells the selected cells learn from: {', '.join(teachers)}")
     reasons: dict[str, list[int]] = {}
-    for cell in cells:
-        if cell.skip_reason:
-            reasons.setdefault(cell.skip_reason, []).append(numbers[cell.key])
+    for p in planned.cells:
+        if p.cell.skip_reason:
+            reasons.setdefault(p.cell.skip_reason, []).append(p.index)
     for reason, indices in reasons.items():
         _say(f"skipped: {reason} (cells {', '.join(map(str, indices))})")
-    for spec, _ in stages:
-        _say(
-            f"pretraining {spec.name!r}: {spec.backbone} on {spec.dataset.name} ({spec.kind}), "
-            f"{'checkpoint cached' if cached[spec.name] else 'to run'}"
-        )
-    counts = {state: states.count(state) for state in dict.fromkeys(states)}
-    _say(", ".join(f"{n} {state}" for state, n in counts.items()) + f"; results in {store.root}")
-    if todo:
-        _print_estimate(groups, walls)
+    for s in planned.stages:
+        cached = "checkpoint cached" if s.state == "done" else "to run"
+        _say(f"pretraining {s.spec.name!r}: {s.spec.backbone} on {s.spec.dataset.name} ({s.spec.kind}), {cached}")
+    _say(", ".join(f"{n} {state}" for state, n in planned.counts().items()) + f"; results in {planned.results}")
+    if planned.todo:
+        _print_estimate(planned.groups, planned.walls)
 
 
 def _say(text: str) -> None:
@@ -546,59 +459,6 @@ def _print_estimate(groups: list[Any], walls: dict[int, float]) -> None:
     slots = ", ".join(f"{n} slot{'s' * (n != 1)} {_duration(hours)}" for n, hours in walls.items())
     left = f"; the cells of {missing} groups not estimated left out" if missing else ""
     _say(f"wall time: {slots} (teachers and pretraining stages before the cells that need them{left})")
-
-
-def _estimate_document(groups: list[Any], throughput: Any, walls: dict[int, float]) -> dict[str, Any]:
-    """The estimate as JSON: per group, the total, and the wall time per number of parallel slots."""
-    known = [g.device_hours for g in groups if g.device_hours is not None]
-    return {
-        "tflops": throughput.tflops,
-        "tflops_source": throughput.why,
-        "groups": [
-            {
-                "task": g.task,
-                "backbone": g.backbone,
-                "cells": g.cells,
-                "train_images": g.train_images,
-                "eval_images": g.eval_images,
-                "images_per_second": g.images_per_second,
-                "flops_per_image": g.flops_per_image,
-                "device_hours": g.device_hours,
-                "basis": g.basis,
-                "from": g.source,
-            }
-            for g in groups
-        ],
-        "total_device_hours": sum(known) if known or not groups else None,
-        "groups_not_estimated": len(groups) - len(known),
-        "wall_hours": {str(n): hours for n, hours in walls.items()} if known or not groups else None,
-    }
-
-
-def _plan_csv(rows: list[dict[str, Any]], pretraining: list[dict[str, Any]]) -> str:
-    """One row per pretraining stage (task `pretrain:NAME`, no index), then one per cell."""
-    import csv
-    import io
-
-    columns = [*PLAN_CSV_COLUMNS]
-    stages = [
-        {
-            "task": f"pretrain:{p['name']}",
-            "backbone": p["backbone"],
-            "strategy": "full",
-            "seed": p["seed"],
-            "key": p["key"],
-            "state": p["state"],
-            "device_hours": p["device_hours"],
-            "estimate_from": p["estimate_from"],
-        }
-        for p in pretraining
-    ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(stages + rows)
-    return buffer.getvalue()
 
 
 def emit(text: str, output: Path | None) -> None:

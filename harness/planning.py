@@ -1,0 +1,228 @@
+"""`bench plan`'s answer as one object: each cell of the grid with its state, the pretraining stages,
+and what the cells to run will cost. The command only renders it (a table, CSV or JSON), so the
+three formats can never disagree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.estimate import (
+    SLOTS,
+    GroupEstimate,
+    Throughput,
+    cell_jobs,
+    device_throughput,
+    estimate,
+    wall_hours,
+)
+
+if TYPE_CHECKING:
+    from harness.cell import Cell
+    from harness.registry import Registry
+    from harness.selection import CellFilter
+    from harness.suite import PretrainSpec, Suite
+
+#: the CSV's columns: a pretraining stage's row has task `pretrain:NAME` and no index
+PLAN_CSV_COLUMNS = (
+    "index", "task", "backbone", "strategy", "setting", "seed", "key", "state", "skip_reason", "teacher", "pretrain",
+    "device_hours", "estimate_from",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    #: the cell's number in the whole grid, filtered by --only or not
+    index: int
+    cell: Cell
+    #: "done", "to run" or "skipped"
+    state: str
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    spec: PretrainSpec
+    stage: Cell
+    #: "done" (checkpoint cached), "to run" or "not needed"
+    state: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: Suite
+    results: Path
+    #: cells in the whole grid (before --only)
+    grid_size: int
+    selected: CellFilter | None
+    cells: list[PlannedCell]
+    stages: list[PlannedStage]
+    #: the estimate of the cells and stages to run, per task x backbone
+    groups: list[GroupEstimate]
+    throughput: Throughput
+    #: wall hours of the work to run, per number of parallel slots
+    walls: dict[int, float]
+
+    @property
+    def todo(self) -> list[Cell]:
+        return [planned.cell for planned in self.cells if planned.state == "to run"]
+
+    def counts(self) -> dict[str, int]:
+        """How many cells are in each state, in the order the states first appear."""
+        states = [planned.state for planned in self.cells]
+        return {state: states.count(state) for state in dict.fromkeys(states)}
+
+    def _hours_and_source(self) -> tuple[dict[str, float], dict[str, str]]:
+        hours = {key: g.device_hours / g.cells for g in self.groups if g.device_hours is not None for key in g.keys}
+        return hours, {key: g.source for g in self.groups for key in g.keys}
+
+    def cell_rows(self) -> list[dict[str, Any]]:
+        """One record per cell: labels, key, state, why skipped, what it needs, its estimate."""
+        hours, where = self._hours_and_source()
+        return [
+            {
+                "index": p.index,
+                "task": p.cell.task,
+                "backbone": p.cell.backbone,
+                "strategy": p.cell.strategy,
+                "setting": p.cell.setting,
+                "seed": p.cell.seed,
+                "key": p.cell.key,
+                "state": p.state,
+                "skip_reason": p.cell.skip_reason,
+                "teacher": p.cell.teacher,
+                "pretrain": p.cell.pretrain,
+                "device_hours": hours.get(p.cell.key),
+                "estimate_from": where.get(p.cell.key),
+            }
+            for p in self.cells
+        ]
+
+    def stage_rows(self) -> list[dict[str, Any]]:
+        """One record per pretraining stage the planned cells use."""
+        hours, where = self._hours_and_source()
+        return [
+            {
+                "name": s.spec.name,
+                "backbone": s.spec.backbone,
+                "dataset": s.spec.dataset.name,
+                "kind": s.spec.kind,
+                "seed": s.spec.seed,
+                "key": s.stage.key,
+                "state": s.state,
+                "device_hours": hours.get(s.stage.key),
+                "estimate_from": where.get(s.stage.key),
+            }
+            for s in self.stages
+        ]
+
+    def estimate_document(self) -> dict[str, Any]:
+        """The estimate as JSON: per group, the total, and the wall time per number of parallel slots."""
+        known = [g.device_hours for g in self.groups if g.device_hours is not None]
+        return {
+            "tflops": self.throughput.tflops,
+            "tflops_source": self.throughput.why,
+            "groups": [
+                {
+                    "task": g.task,
+                    "backbone": g.backbone,
+                    "cells": g.cells,
+                    "train_images": g.train_images,
+                    "eval_images": g.eval_images,
+                    "images_per_second": g.images_per_second,
+                    "flops_per_image": g.flops_per_image,
+                    "device_hours": g.device_hours,
+                    "basis": g.basis,
+                    "from": g.source,
+                }
+                for g in self.groups
+            ],
+            "total_device_hours": sum(known) if known or not self.groups else None,
+            "groups_not_estimated": len(self.groups) - len(known),
+            "wall_hours": {str(n): hours for n, hours in self.walls.items()} if known or not self.groups else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite.name,
+            "results": str(self.results),
+            "states": self.counts(),
+            "cells": self.cell_rows(),
+            "pretrain": self.stage_rows(),
+            "estimate": self.estimate_document(),
+        }
+
+    def to_csv(self) -> str:
+        """One row per pretraining stage (task `pretrain:NAME`, no index), then one per cell."""
+        stages = [
+            {
+                "task": f"pretrain:{p['name']}",
+                "backbone": p["backbone"],
+                "strategy": "full",
+                "seed": p["seed"],
+                "key": p["key"],
+                "state": p["state"],
+                "device_hours": p["device_hours"],
+                "estimate_from": p["estimate_from"],
+            }
+            for p in self.stage_rows()
+        ]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=PLAN_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(stages + self.cell_rows())
+        return buffer.getvalue()
+
+
+def make_plan(
+    suite: Suite,
+    registry: Registry,
+    selected: CellFilter | None,
+    *,
+    device: str,
+    tflops: float | None = None,
+    calibrate: bool = False,
+    progress: Callable[[str], None] | None = None,
+    before_estimate: Callable[[], None] | None = None,
+) -> Plan:
+    """The grid of `suite` (the cells `selected` keeps and those they need), each cell's state in its
+    results directory, and the estimate of what is left to run on `device`. `progress` hears the
+    calibration's steps; `before_estimate` is called once before estimating, when there is work to run."""
+    from harness.cell import plan_cells, pretrain_cell
+    from harness.selection import select_cells
+    from harness.store import Store
+
+    store = Store(suite.output_dir())
+    grid = plan_cells(suite, registry)
+    numbers = {cell.key: i for i, cell in enumerate(grid, 1)}
+    cells = [
+        PlannedCell(
+            numbers[cell.key],
+            cell,
+            "skipped" if cell.skip_reason else "done" if store.is_done(cell.key, cell.keep_model) else "to run",
+        )
+        for cell in select_cells(grid, selected, suite.source)
+    ]
+    todo = [planned.cell for planned in cells if planned.state == "to run"]
+    needed = {cell.pretrain for cell in todo}
+    used = {planned.cell.pretrain for planned in cells}  # with --only, the stages of the selected cells
+    stages = []
+    for spec in suite.pretrain:
+        if selected and spec.name not in used:
+            continue
+        stage = pretrain_cell(spec, suite, registry)
+        cached = store.checkpoint_path(stage.key).is_file()
+        state = "done" if cached else "to run" if spec.name in needed else "not needed"
+        stages.append(PlannedStage(spec, stage, state))
+    to_pretrain = [s.stage for s in stages if s.state == "to run"]
+    throughput = device_throughput(tflops, device)
+    if todo and before_estimate is not None:
+        before_estimate()
+    groups = estimate(to_pretrain + todo, registry, store, device, calibrate, throughput, progress) if todo else []
+    jobs = cell_jobs(groups, to_pretrain + todo, {s.spec.name: s.stage.key for s in stages})
+    walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
+    return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls)
