@@ -495,7 +495,7 @@ def report(
         typer.Option("--strategy", help="Only this strategy (repeatable); gains still use the baseline."),
     ] = None,
     sort: Annotated[str, typer.Option(help="Row order: plan, metric, gain, roi or cost.")] = "plan",
-    alpha: Annotated[float, typer.Option(help="Significance threshold of Welch's t-test.")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance threshold of the gains' Holm-corrected tests.")] = 0.05,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     all_settings: Annotated[
         bool, typer.Option("--all-settings", help="Show every swept setting, not only the one selected on validation.")
@@ -602,7 +602,7 @@ def compare(
     run_a: Annotated[Path, typer.Argument(help="The reference results directory.")],
     run_b: Annotated[Path, typer.Argument(help="The results directory compared with it.")],
     metric: Annotated[str | None, typer.Option(help="Metric to compare (default: each task's).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance threshold of Welch's t-test.")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance threshold of the gains' Holm-corrected tests.")] = 0.05,
     format: Annotated[str, typer.Option("--format", "-f", help="markdown, csv or json.")] = "markdown",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     fail_on: Annotated[

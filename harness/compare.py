@@ -66,14 +66,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
         values_b = row["seed_values_b"] if isinstance(row["seed_values_b"], list) else []
         diff = seed_difference(_by_seed(row, "b"), _by_seed(row, "a"))
         significant = diff.significant(alpha)
-        if row["_merge"] != "both":
-            verdict = f"only in {'A' if row['_merge'] == 'left_only' else 'B'}"
-        elif isinstance(row["metric_a"], str) and row["metric_a"] != row["metric_b"]:
-            verdict = f"metric differs ({row['metric_a']} vs {row['metric_b']})"
-        elif significant is None:
-            verdict = "too few seeds to test" if values_a and values_b else "no ok result on a side"
-        else:
-            verdict = ("changed" if significant else "same within noise") if diff.diff else "identical"
+        verdict = _verdict(row, diff.diff, significant, bool(values_a and values_b))
         speed_a, speed_b = row["samples_per_second_a"], row["samples_per_second_b"]
         rows.append(
             {
@@ -103,6 +96,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
         )
     frame = pd.DataFrame(rows).assign(alpha=alpha)
     return _holm_verdicts(frame, alpha) if len(frame) else frame.assign(p_holm=math.nan)
+
+
+def _verdict(row: dict[str, Any], diff: float, significant: bool | None, both_ok: bool) -> str:
+    """What happened to one cell (before Holm's correction, which `_holm_verdicts` applies)."""
+    if row["_merge"] != "both":
+        return f"only in {'A' if row['_merge'] == 'left_only' else 'B'}"
+    if isinstance(row["metric_a"], str) and row["metric_a"] != row["metric_b"]:
+        return f"metric differs ({row['metric_a']} vs {row['metric_b']})"
+    if significant is None:
+        return "too few seeds to test" if both_ok else "no ok result on a side"
+    return ("changed" if significant else "same within noise") if diff else "identical"
 
 
 def _by_seed(row: dict[str, Any], side: str) -> dict[int, float]:

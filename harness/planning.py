@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from harness.cell import Cell
     from harness.registry import Registry
     from harness.selection import CellFilter
+    from harness.store import Store
     from harness.suite import PretrainSpec, Suite
 
 #: the CSV's columns: a pretraining stage's row has task `pretrain:NAME` and no index
@@ -192,7 +193,7 @@ def make_plan(
     """The grid of `suite` (the cells `selected` keeps and those they need), each cell's state in its
     results directory, and the estimate of what is left to run on `device`. `progress` hears the
     calibration's steps; `before_estimate` is called once before estimating, when there is work to run."""
-    from harness.cell import plan_cells, pretrain_cell
+    from harness.cell import plan_cells
     from harness.selection import select_cells
     from harness.store import Store
 
@@ -208,16 +209,7 @@ def make_plan(
         for cell in select_cells(grid, selected, suite.source)
     ]
     todo = [planned.cell for planned in cells if planned.state == "to run"]
-    needed = {cell.pretrain for cell in todo}
-    used = {planned.cell.pretrain for planned in cells}  # with --only, the stages of the selected cells
-    stages = []
-    for spec in suite.pretrain:
-        if selected and spec.name not in used:
-            continue
-        stage = pretrain_cell(spec, suite, registry)
-        cached = store.checkpoint_path(stage.key).is_file()
-        state = "done" if cached else "to run" if spec.name in needed else "not needed"
-        stages.append(PlannedStage(spec, stage, state))
+    stages = _stages(suite, registry, store, cells, todo, selected is not None)
     to_pretrain = [s.stage for s in stages if s.state == "to run"]
     throughput = device_throughput(tflops, device)
     if todo and before_estimate is not None:
@@ -226,3 +218,21 @@ def make_plan(
     jobs = cell_jobs(groups, to_pretrain + todo, {s.spec.name: s.stage.key for s in stages})
     walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
     return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls)
+
+
+def _stages(
+    suite: Suite, registry: Registry, store: Store, cells: list[PlannedCell], todo: list[Cell], selected: bool
+) -> list[PlannedStage]:
+    """The pretraining stages (with --only, those of the selected cells) and whether each is cached or needed."""
+    from harness.cell import pretrain_cell
+
+    needed = {cell.pretrain for cell in todo}
+    used = {planned.cell.pretrain for planned in cells}
+    stages = []
+    for spec in suite.pretrain:
+        if selected and spec.name not in used:
+            continue
+        stage = pretrain_cell(spec, suite, registry)
+        state = "to run" if spec.name in needed else "not needed"
+        stages.append(PlannedStage(spec, stage, "done" if store.checkpoint_path(stage.key).is_file() else state))
+    return stages
