@@ -600,109 +600,141 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def check_names(suite: Suite, registry: Registry) -> None:
-    """Second pass: every name exists, every option is valid for its component."""
-    src = suite.source
+    """Second pass: every name exists, every option is valid for its component. The first problem
+    found raises, in the file's order of sections."""
+    names = _NameCheck(suite, registry)
+    for find in (names.output, names.executor, names.unique, names.pretraining, names.tasks, names.backbones,
+                 names.strategies, names.teachers, names.labels):  # fmt: skip
+        find()
 
-    def fail(key: str, message: str) -> None:
-        raise SuiteError(f"{src}: {key}: {message}")
 
-    def known(kind: str, name: str, key: str) -> None:
-        if name not in registry.components[kind]:
-            broken = "".join(f" ({warning})" for warning in registry.load_warnings)
-            fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(registry.names(kind))}{broken}")
+class _NameCheck:
+    """One problem-finder per kind of problem of a suite's names and options; each raises a SuiteError."""
 
-    def options(kind: str, name: str, values: dict[str, Any], key: str, sweeps: bool = False) -> None:
-        cls = registry.get(kind, name)
+    def __init__(self, suite: Suite, registry: Registry) -> None:
+        self.suite, self.registry, self.src = suite, registry, suite.source
+
+    def fail(self, key: str, message: str) -> None:
+        raise SuiteError(f"{self.src}: {key}: {message}")
+
+    def known(self, kind: str, name: str, key: str) -> None:
+        if name not in self.registry.components[kind]:
+            broken = "".join(f" ({warning})" for warning in self.registry.load_warnings)
+            self.fail(key, f"unknown {kind} {name!r}; allowed: {', '.join(self.registry.names(kind))}{broken}")
+
+    def options(self, kind: str, name: str, values: dict[str, Any], key: str, sweeps: bool = False) -> None:
+        cls = self.registry.get(kind, name)
         fixed, axes = option_axes(cls.Options, values) if sweeps else (values, {})
         try:
             cls.Options.model_validate({**fixed, **{k: v[0] for k, v in axes.items()}})
         except ValidationError as exc:
-            raise SuiteError(f"{src}: {_describe(exc, cls.Options, prefix=key + '.')}") from None
+            raise SuiteError(f"{self.src}: {_describe(exc, cls.Options, prefix=key + '.')}") from None
         except RecursionError:  # e.g. a regular expression of 100,000 nested groups
-            fail(key, "a value too deeply nested to check; allowed: values of at most a few levels")
+            self.fail(key, "a value too deeply nested to check; allowed: values of at most a few levels")
         for option, choices in axes.items():
             for i, choice in enumerate(choices):
                 try:
                     cls.Options.model_validate({**fixed, option: choice})
                 except ValidationError as exc:
-                    raise SuiteError(f"{src}: {key}.{option}[{i}]: {_problem(exc, cls.Options)}") from None
+                    raise SuiteError(f"{self.src}: {key}.{option}[{i}]: {_problem(exc, cls.Options)}") from None
 
-    if suite.output is None:
-        problem = output_problem(suite.output_dir())
-        if problem:
-            fail("name", f"the default results directory cannot be made: {problem}; or give `output`")
-    known("executor", suite.executor.name, "executor")
-    options("executor", suite.executor.name, suite.executor.options, "executor.options")
-    check_loggers(suite, registry, src)
-    _unique([s.id for s in suite.strategies], "strategies", "label", fail)
-    _unique([b.id for b in suite.backbones], "backbones", "label", fail)
-    _unique([t.name for t in suite.tasks], "tasks", "name", fail)
-    _unique([p.name for p in suite.pretrain], "pretrain", "name", fail)
-    pretrain_names = [p.name for p in suite.pretrain]
-
-    def dataset(kind: str, ref: DatasetRef, key: str) -> None:
-        known("dataset", ref.name, f"{key}.name")
-        options("dataset", ref.name, ref.options, f"{key}.options")
-        served = registry.get("dataset", ref.name).kinds  # type: ignore[attr-defined]
+    def dataset(self, kind: str, ref: DatasetRef, key: str) -> None:
+        self.known("dataset", ref.name, f"{key}.name")
+        self.options("dataset", ref.name, ref.options, f"{key}.options")
+        served = self.registry.get("dataset", ref.name).kinds  # type: ignore[attr-defined]
         if kind not in served:
-            fail(f"{key}.name", f"dataset {ref.name!r} serves {', '.join(served)}, not {kind}")
+            self.fail(f"{key}.name", f"dataset {ref.name!r} serves {', '.join(served)}, not {kind}")
 
-    def task(kind: str, values: dict[str, Any], key: str) -> None:
-        known("task", kind, f"{key}.kind")
-        options("task", kind, values, f"{key}.options")
+    def task(self, kind: str, values: dict[str, Any], key: str) -> None:
+        self.known("task", kind, f"{key}.kind")
+        self.options("task", kind, values, f"{key}.options")
 
-    for i, spec in enumerate(suite.pretrain):
-        key = f"pretrain[{i}]"
-        known("backbone", spec.backbone, f"{key}.backbone")
-        task(spec.kind, spec.options, key)
-        dataset(spec.kind, spec.dataset, f"{key}.dataset")
-    for i, t in enumerate(suite.tasks):
-        key = f"tasks[{i}]"
-        task(t.kind, t.options, key)
-        dataset(t.kind, t.dataset, f"{key}.dataset")
-        metrics = registry.get("task", t.kind).metrics  # type: ignore[attr-defined]
-        if t.metric is not None and t.metric not in metrics:
-            fail(f"{key}.metric", f"unknown metric {t.metric!r} for {t.kind}; allowed: {', '.join(metrics)}")
-        if t.metric is not None:
-            _check_reported(t, registry, fail, key)
-    for i, b in enumerate(suite.backbones):
-        key = f"backbones[{i}]"
-        known("backbone", b.name, f"{key}.name")
-        options("backbone", b.name, b.options, f"{key}.options")
+    def output(self) -> None:
+        if self.suite.output is None:
+            problem = output_problem(self.suite.output_dir())
+            if problem:
+                self.fail("name", f"the default results directory cannot be made: {problem}; or give `output`")
+
+    def executor(self) -> None:
+        self.known("executor", self.suite.executor.name, "executor")
+        self.options("executor", self.suite.executor.name, self.suite.executor.options, "executor.options")
+        check_loggers(self.suite, self.registry, self.src)
+
+    def unique(self) -> None:
+        suite = self.suite
+        _unique([s.id for s in suite.strategies], "strategies", "label", self.fail)
+        _unique([b.id for b in suite.backbones], "backbones", "label", self.fail)
+        _unique([t.name for t in suite.tasks], "tasks", "name", self.fail)
+        _unique([p.name for p in suite.pretrain], "pretrain", "name", self.fail)
+
+    def pretraining(self) -> None:
+        for i, spec in enumerate(self.suite.pretrain):
+            key = f"pretrain[{i}]"
+            self.known("backbone", spec.backbone, f"{key}.backbone")
+            self.task(spec.kind, spec.options, key)
+            self.dataset(spec.kind, spec.dataset, f"{key}.dataset")
+
+    def tasks(self) -> None:
+        for i, t in enumerate(self.suite.tasks):
+            key = f"tasks[{i}]"
+            self.task(t.kind, t.options, key)
+            self.dataset(t.kind, t.dataset, f"{key}.dataset")
+            metrics = self.registry.get("task", t.kind).metrics  # type: ignore[attr-defined]
+            if t.metric is not None and t.metric not in metrics:
+                self.fail(f"{key}.metric", f"unknown metric {t.metric!r} for {t.kind}; allowed: {', '.join(metrics)}")
+            if t.metric is not None:
+                _check_reported(t, self.registry, self.fail, key)
+
+    def backbones(self) -> None:
+        for i, b in enumerate(self.suite.backbones):
+            key = f"backbones[{i}]"
+            self.known("backbone", b.name, f"{key}.name")
+            self.options("backbone", b.name, b.options, f"{key}.options")
+            self.weights(b, f"{key}.weights")
+
+    def weights(self, b: BackboneSpec, key: str) -> None:
         try:
             source = parse_weights(b.weights)
         except ValueError as exc:
-            fail(f"{key}.weights", str(exc))
+            self.fail(key, str(exc))
         if source.kind == "named":
             try:
-                resolve_named(registry.create("backbone", b.name, b.options), source.value)
+                resolve_named(self.registry.create("backbone", b.name, b.options), source.value)
             except ValueError as exc:
-                fail(f"{key}.weights", str(exc))
-        if source.kind == "file" and any(not _from_scratch(s, registry) for s in suite.strategies):
+                self.fail(key, str(exc))
+        if source.kind == "file" and any(not _from_scratch(s, self.registry) for s in self.suite.strategies):
             try:
                 check_checkpoint(source.value)
             except ValueError as exc:
-                fail(f"{key}.weights", one_line(str(exc)))
-        if source.kind == "pretrain" and source.value not in pretrain_names:
-            allowed = ", ".join(pretrain_names) or "none declared in [[pretrain]]"
-            fail(f"{key}.weights", f"unknown pretraining stage {source.value!r}; allowed: {allowed}")
-    for i, s in enumerate(suite.strategies):
-        key = f"strategies[{i}]"
-        known("strategy", s.name, f"{key}.name")
-        options("strategy", s.name, s.options, f"{key}.options", sweeps=True)
-    _check_teachers(suite, registry, fail)
-    labels = {
-        "task": [t.name for t in suite.tasks],
-        "backbone": [b.id for b in suite.backbones],
-        "strategy": [s.id for s in suite.strategies],
-    }
-    if suite.baseline is not None and suite.baseline not in labels["strategy"]:
-        fail("baseline", f"unknown strategy {suite.baseline!r}; allowed: {', '.join(labels['strategy'])}")
-    for i, ex in enumerate(suite.exclude):
-        for field, names in labels.items():
-            value = getattr(ex, field)
-            if value is not None and value not in names:
-                fail(f"exclude[{i}].{field}", f"unknown {field} {value!r}; allowed: {', '.join(names)}")
+                self.fail(key, one_line(str(exc)))
+        stages = [p.name for p in self.suite.pretrain]
+        if source.kind == "pretrain" and source.value not in stages:
+            allowed = ", ".join(stages) or "none declared in [[pretrain]]"
+            self.fail(key, f"unknown pretraining stage {source.value!r}; allowed: {allowed}")
+
+    def strategies(self) -> None:
+        for i, s in enumerate(self.suite.strategies):
+            key = f"strategies[{i}]"
+            self.known("strategy", s.name, f"{key}.name")
+            self.options("strategy", s.name, s.options, f"{key}.options", sweeps=True)
+
+    def teachers(self) -> None:
+        _check_teachers(self.suite, self.registry, self.fail)
+
+    def labels(self) -> None:
+        suite = self.suite
+        labels = {
+            "task": [t.name for t in suite.tasks],
+            "backbone": [b.id for b in suite.backbones],
+            "strategy": [s.id for s in suite.strategies],
+        }
+        if suite.baseline is not None and suite.baseline not in labels["strategy"]:
+            self.fail("baseline", f"unknown strategy {suite.baseline!r}; allowed: {', '.join(labels['strategy'])}")
+        for i, ex in enumerate(suite.exclude):
+            for field, names in labels.items():
+                value = getattr(ex, field)
+                if value is not None and value not in names:
+                    self.fail(f"exclude[{i}].{field}", f"unknown {field} {value!r}; allowed: {', '.join(names)}")
 
 
 def _from_scratch(spec: StrategySpec, registry: Registry) -> bool:
