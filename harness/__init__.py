@@ -4,6 +4,7 @@ The public API for users and plugin authors.
 """
 
 from harness.components import (
+    OMITTED_AT_DEFAULT,
     Backbone,
     BackboneModule,
     Dataset,
@@ -25,6 +26,7 @@ from harness.errors import BenchError, Diverged, SuiteError, Unsupported
 from harness.hookspecs import hookimpl
 
 __all__ = [
+    "OMITTED_AT_DEFAULT",
     "Backbone",
     "BackboneModule",
     "BenchError",

@@ -107,11 +107,19 @@ def task_settings(
 
 def resolved(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
     """Every option of a component, given or defaulted, as JSON (an integer given for a float option
-    is a float: `dropout = 0` and `dropout = 0.0` are one setting and make one cell key)."""
+    is a float: `dropout = 0` and `dropout = 0.0` are one setting and make one cell key), except
+    options marked `OMITTED_AT_DEFAULT` that are at their default."""
     try:
-        return options.model_validate(values).model_dump(mode="json")
+        model = options.model_validate(values)
     except ValidationError:
         return dict(values)
+    dumped = model.model_dump(mode="json")
+    for name, info in options.model_fields.items():
+        extra = info.json_schema_extra
+        omitted = isinstance(extra, dict) and bool(extra.get("omitted_at_default"))
+        if omitted and getattr(model, name) == info.get_default(call_default_factory=True):
+            dumped.pop(name, None)
+    return dumped
 
 
 def as_declared(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:

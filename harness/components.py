@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from harness.report import Report
     from harness.training import FitOutcome, TrainingLoop
 
+#: `Field(json_schema_extra=OMITTED_AT_DEFAULT)`: the option is left out of a cell's settings (and key)
+#: while it has its default. For an option added in a later release whose default is the old behaviour:
+#: every cell stored before keeps its key, and setting the option makes new cells.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"omitted_at_default": True}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

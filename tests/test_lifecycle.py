@@ -56,13 +56,13 @@ def test_the_model_on_train_end_returns_is_the_one_validated_last_and_tested(
     from bench_plugins.tasks.classification import Classification
 
     evaluated: list[torch.nn.Module] = []
-    original = Classification.evaluate
+    original = Classification.evaluate_per_image  # what the loop calls for validation and test alike
 
-    def recording(self: Classification, model: Any, batches: Any, num_classes: int) -> dict[str, float | None]:
+    def recording(self: Classification, model: Any, batches: Any, num_classes: int) -> Any:
         evaluated.append(model)
         return original(self, model, batches, num_classes)
 
-    monkeypatch.setattr(Classification, "evaluate", recording)
+    monkeypatch.setattr(Classification, "evaluate_per_image", recording)
     strategy = registry.create("strategy", "recording")
     run = train_briefly(strategy, steps=4, epochs=2, max_steps=None, batch_size=4)
     assert run.outcome.model is strategy.chosen

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from harness import Backbone, BackboneModule, Options, Task, TaskModel, hookimpl
+from harness import OMITTED_AT_DEFAULT, Backbone, BackboneModule, Options, Task, TaskModel, hookimpl
 
 VOID = 255
 
@@ -54,12 +54,17 @@ class SegmentationModel(TaskModel):
 class SegmentationOptions(Options):
     output_stride: Literal[8, 16, 32] = 16
     #: the ASPP's and the head's width; 256 is DeepLabV3's (and torchvision's)
-    head_channels: Annotated[int, Field(ge=1, le=4096)] = 256
+    head_channels: Annotated[int, Field(ge=1, le=4096, json_schema_extra=OMITTED_AT_DEFAULT)] = 256
     #: the ASPP's three atrous rates, in feature-map pixels; (12, 24, 36) is DeepLabV3's at output stride 8
     #: (torchvision's default); on small maps (a 64 px image at stride 16 is 4x4) smaller rates see more of it
-    atrous_rates: tuple[
-        Annotated[int, Field(ge=1, le=1024)], Annotated[int, Field(ge=1, le=1024)], Annotated[int, Field(ge=1, le=1024)]
-    ] = (12, 24, 36)
+    atrous_rates: Annotated[
+        list[Annotated[int, Field(ge=1, le=1024)]],
+        Field(min_length=3, max_length=3, json_schema_extra=OMITTED_AT_DEFAULT),
+    ] = [
+        12,
+        24,
+        36,
+    ]
 
 
 class Segmentation(StackedBatchesTask):
@@ -96,7 +101,7 @@ class Segmentation(StackedBatchesTask):
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         options = self.options
-        return SegmentationModel(backbone, num_classes, options.head_channels, options.atrous_rates)
+        return SegmentationModel(backbone, num_classes, options.head_channels, tuple(options.atrous_rates))
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
         return self.loss_and_outputs(model, batch)[0]
