@@ -66,6 +66,18 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + "\n\n".join(tables) + "\n"
 
 
+def plugin_entries(listing: str) -> dict[tuple[str, str], str]:
+    """`bench plugins`' output by (kind, name): each entry's first line and the indented lines under it."""
+    entries: dict[tuple[str, str], str] = {}
+    key = ("", "")
+    for line in listing.splitlines():
+        if line.strip() and not line[0].isspace():
+            kind, name, *_ = [*line.split(), ""]
+            key = (kind, name)
+        entries[key] = entries.get(key, "") + line + "\n"
+    return entries
+
+
 @pytest.fixture
 def write_suite(tmp_path: Path):
     def write(data: dict[str, Any], name: str = "suite.toml") -> Path:

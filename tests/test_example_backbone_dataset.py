@@ -11,7 +11,7 @@ import pytest
 
 from harness.store import planned_results
 from harness.testing import TINY_DETECTION
-from tests.conftest import to_toml
+from tests.conftest import plugin_entries, to_toml
 from tests.test_example_plugin import _bench, _pip_install
 
 ROOT = Path(__file__).parents[1]
@@ -50,21 +50,9 @@ def _suite(tmp_path: Path, width: object = 8) -> Path:
 def test_bench_plugins_lists_the_backbone_and_the_dataset_with_their_packages(installed: Path, tmp_path: Path) -> None:
     result = _bench(["plugins"], [installed], tmp_path)
     assert result.returncode == 0, result.stderr
-    entries = _entries(result.stdout)
+    entries = plugin_entries(result.stdout)
     assert "bench-tinycnn-backbone" in entries[("backbone", "tinycnn")]
     assert "bench-stripes-dataset" in entries[("dataset", "stripes")]
-
-
-def _entries(listing: str) -> dict[tuple[str, str], str]:
-    """`bench plugins`' output by (kind, name): each entry's first line and the indented lines under it."""
-    entries: dict[tuple[str, str], str] = {}
-    key = ("", "")
-    for line in listing.splitlines():
-        if line.strip() and not line[0].isspace():
-            kind, name, *_ = [*line.split(), ""]
-            key = (kind, name)
-        entries[key] = entries.get(key, "") + line + "\n"
-    return entries
 
 
 def test_the_backbone_trains_on_the_dataset_for_every_task_kind(installed: Path, tmp_path: Path) -> None:

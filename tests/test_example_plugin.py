@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.store import planned_results
-from tests.conftest import tiny_dataset, to_toml
+from tests.conftest import plugin_entries, tiny_dataset, to_toml
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "bench-surgical"
@@ -75,9 +74,7 @@ def _suite(tmp_path: Path) -> Path:
 def test_installed_plugin_is_listed_with_its_package(installed: Path, tmp_path: Path) -> None:
     result = _bench(["plugins"], [installed], tmp_path)
     assert result.returncode == 0, result.stderr
-    records = re.split(r"\n(?=\S)", result.stdout)  # piped output: one record per plugin, fields indented
-    record = next(record for record in records if record.startswith("strategy  surgical"))
-    assert "provided by: bench-surgical" in record
+    assert "provided by: bench-surgical" in plugin_entries(result.stdout)[("strategy", "surgical")]
 
 
 def test_installed_plugin_runs_in_a_suite_and_reaches_the_report(installed: Path, tmp_path: Path) -> None:
