@@ -38,13 +38,11 @@ def deeplab_head(
 
 
 class SegmentationModel(TaskModel):
-    def __init__(
-        self, backbone: BackboneModule, num_classes: int, channels: int = 256, rates: tuple[int, ...] = (12, 24, 36)
-    ) -> None:
+    def __init__(self, backbone: BackboneModule, head: nn.Module) -> None:
         super().__init__()
         self.normalize = Normalizer(backbone)
         self.backbone = backbone
-        self.head = deeplab_head(backbone.channels[-1], num_classes, channels, rates)
+        self.head = head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.backbone(self.normalize(images))[-1])
@@ -101,7 +99,8 @@ class Segmentation(StackedBatchesTask):
 
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel:
         options = self.options
-        return SegmentationModel(backbone, num_classes, options.head_channels, tuple(options.atrous_rates))
+        head = deeplab_head(backbone.channels[-1], num_classes, options.head_channels, tuple(options.atrous_rates))
+        return SegmentationModel(backbone, head)
 
     def loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
         return self.loss_and_outputs(model, batch)[0]
