@@ -31,6 +31,7 @@ from harness.cell import Cell
 from harness.components import Task
 from harness.cost import flops_per_sample
 from harness.devices import DeviceSetup, resolve_device, setup_for, synchronized, usable_cores
+from harness.errors import Unsupported
 from harness.registry import Registry
 from harness.store import Store
 from harness.suite import Training
@@ -194,8 +195,12 @@ def estimate(
             if progress is not None:
                 calibrated += 1
                 progress(f"calibrating {calibrated}/{to_calibrate}: {task} x {backbone} on {setup.name}")
-            rate = _calibrate(members[0], registry, setup, shapes[task][1])
-            group.images_per_second, group.source, group.basis = rate, f"calibrated on {setup.name}", "calibrated"
+            try:
+                rate = _calibrate(members[0], registry, setup, shapes[task][1])
+            except Unsupported as exc:  # a task without synthetic samples: no estimate, the plan goes on
+                group.source = f"not calibrated: {exc}"
+            else:
+                group.images_per_second, group.source, group.basis = rate, f"calibrated on {setup.name}", "calibrated"
         else:
             key = flops_key(members[0], registry, shapes[task][1])
             if key not in counted:

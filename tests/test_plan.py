@@ -202,3 +202,24 @@ def test_calibrate_says_what_it_is_doing(tmp_path: Path) -> None:
     done = runner.invoke(create_app(), ["plan", str(path), "--calibrate"])
     assert done.exit_code == 0, done.output
     assert "calibrating 1/1: cls x resnet18 on cpu" in done.output
+
+
+def test_calibrating_a_task_without_synthetic_samples_leaves_it_unestimated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin task that makes no synthetic samples is not calibrated; the plan still answers, saying why."""
+    from bench_plugins.tasks.classification import Classification
+
+    from harness.components import Task
+
+    monkeypatch.setattr(Classification, "synthetic_samples", Task.synthetic_samples)
+    data = tiny_suite(tmp_path / "out")
+    data["tasks"] = data["tasks"][:1]
+    data["strategies"] = data["strategies"][:1]
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(data))
+    done = runner.invoke(create_app(), ["plan", str(path), "--calibrate", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    (group,) = json.loads(done.stdout)["estimate"]["groups"]
+    assert group["from"] == "not calibrated: task 'classification' makes no synthetic samples (Task.synthetic_samples)"
+    assert group["device_hours"] is None
