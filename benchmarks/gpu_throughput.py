@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
+from harness.assembly import AssembledCell, Parts
 from harness.components import TrainingContext
 from harness.devices import execution_settings, resolve_device, setup_for, synchronized
-from harness.progress import Observer
 from harness.provenance import provenance
 from harness.registry import Registry
-from harness.suite import Training
+from harness.settings import BackboneSettings, CellSpec, DatasetSettings, StrategySettings, TaskSettings, Training
 from harness.training import TrainingLoop, to_memory_format
 
 #: (task kind, image size, batch size, task options)
@@ -84,22 +84,20 @@ def hand_written(task: Any, model: Any, batches: list[Any], training: Training, 
 
 def harness_loop(task: Any, model: Any, batches: list[Any], training: Training, setup: Any) -> float:
     """Images/s of `TrainingLoop` on the same batches: strategy callbacks, schedule, events, timing split."""
-    strategy = Registry(entry_points=False).create("strategy", "full")
-    context = TrainingContext(task, setup.device, len(batches), len(batches), autocast=setup.autocast)
-    loop = TrainingLoop(
-        model,
-        task,
-        strategy,
-        strategy.prepare(model),
-        {"train": batches, "val": batches[:1]},
-        training,
-        setup,
-        task.metrics[0],
-        CLASSES,
-        Observer(),
-        context,
+    registry = Registry(entry_points=False)
+    strategy = registry.create("strategy", "full")
+    spec = CellSpec(
+        task=TaskSettings(kind=task.name, dataset=DatasetSettings(name="shapes"), metric=task.metrics[0]),
+        backbone=BackboneSettings(name="resnet50"),
+        strategy=StrategySettings(name="full"),
+        training=training,
+        seed=0,
     )
-    outcome = loop.run()
+    parts = Parts(task, registry.create("dataset", "shapes"), registry.create("backbone", "resnet50"), strategy)
+    context = TrainingContext(task, setup.device, len(batches), len(batches), autocast=setup.autocast)
+    loaders: Any = {"train": batches, "val": batches[:1]}
+    cell = AssembledCell(spec, parts, setup, model, CLASSES, loaders, context, strategy.prepare(model), {})
+    outcome = TrainingLoop(cell).run()
     return outcome.samples / outcome.train_seconds
 
 

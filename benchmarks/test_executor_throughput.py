@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from harness.cli import suite_path
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.suite import load_suite, with_overrides
 
 

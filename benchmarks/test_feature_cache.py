@@ -17,8 +17,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 

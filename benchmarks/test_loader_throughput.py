@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from harness.devices import resolve_device, usable_cores
+from harness.loaders import make_loader
 from harness.registry import Registry
-from harness.training import make_loader
 
 IMAGES, BATCH = 192, 32
 

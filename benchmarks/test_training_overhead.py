@@ -13,11 +13,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from harness.assembly import AssembledCell, Parts
 from harness.components import TrainingContext
 from harness.devices import resolve_device
-from harness.progress import Observer
 from harness.registry import Registry
-from harness.suite import Training
+from harness.settings import BackboneSettings, CellSpec, DatasetSettings, StrategySettings, TaskSettings, Training
 from harness.training import TrainingLoop
 
 STEPS, BATCH, SIZE = 12, 32, 32
@@ -33,7 +33,7 @@ def _setup():
     torch.manual_seed(0)
     model = task.build_model(registry.create("backbone", "resnet18").build(), 5)
     strategy = registry.create("strategy", "full")
-    return task, model, strategy, batches, val
+    return Parts(task, dataset, registry.create("backbone", "resnet18"), strategy), model, batches, val
 
 
 def _hand_written(model, batches, training: Training) -> float:
@@ -48,26 +48,33 @@ def _hand_written(model, batches, training: Training) -> float:
     return time.perf_counter() - started
 
 
-def _harness(task, model, strategy, batches, val, training: Training) -> float:
+def _harness(parts: Parts, model, batches, val, training: Training) -> float:
+    """The harness's loop over the in-memory batches: the cell put together by hand, as `assemble` would."""
     setup = resolve_device("cpu", False)
-    context = TrainingContext(task, setup.device, len(batches), len(batches))
-    groups = strategy.prepare(model)
-    loop = TrainingLoop(model, task, strategy, groups, {"train": batches, "val": val}, training, setup,
-                        "top1", 5, Observer(), context)  # fmt: skip
-    return loop.run().train_seconds
+    spec = CellSpec(
+        task=TaskSettings(kind="classification", dataset=DatasetSettings(name="shapes"), metric="top1"),
+        backbone=BackboneSettings(name="resnet18"),
+        strategy=StrategySettings(name="full"),
+        training=training,
+        seed=0,
+    )
+    context = TrainingContext(parts.task, setup.device, len(batches), len(batches))
+    groups = parts.strategy.prepare(model)
+    cell = AssembledCell(spec, parts, setup, model, 5, {"train": batches, "val": val}, context, groups, {})  # type: ignore[dict-item]
+    return TrainingLoop(cell).run().train_seconds
 
 
 def test_training_loop_overhead(benchmark) -> None:
     torch.set_num_threads(2)
     # same math on both sides (no clipping, constant lr): what remains is the harness's own overhead
     training = Training(epochs=1, batch_size=BATCH, lr=0.01, weight_decay=0.0, warmup_fraction=0.0, schedule="constant")
-    task, model, strategy, batches, val = _setup()
+    parts, model, batches, val = _setup()
     _hand_written(model, batches[:2], training)  # warm up allocator and kernels
     hand_seconds: list[float] = []
     train_seconds: list[float] = []  # the harness's own training time, validation excluded
     # rounds alternate: the hand-written loop runs as each round's setup, so drift hits both alike
     benchmark.pedantic(
-        lambda: train_seconds.append(_harness(task, model, strategy, batches, val, training)),
+        lambda: train_seconds.append(_harness(parts, model, batches, val, training)),
         setup=lambda: hand_seconds.append(_hand_written(model, batches, training)),
         rounds=15,
     )

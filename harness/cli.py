@@ -28,7 +28,7 @@ from harness.records import plain_records
 
 if TYPE_CHECKING:
     from harness.planning import Plan
-    from harness.suite import Suite
+    from harness.settings import Suite
 
 
 class _Stdout(Console):
@@ -248,9 +248,9 @@ def run(
     only: OnlyOption = None,
 ) -> None:
     """Run every cell of SUITE that has no ok result yet; results go to the suite's output directory."""
+    from harness.driver import run_suite
     from harness.progress import QuietProgress, RichProgress
     from harness.registry import default_registry
-    from harness.runner import run_suite
     from harness.selection import parse_only
     from harness.suite import check_loggers, with_overrides
 
@@ -582,7 +582,7 @@ def plot(
     """Draw figures (PNG and PDF by default): metric vs cost with the Pareto frontier, curves, a gain heatmap."""
     from harness.plots import require_matplotlib, write_plots
     from harness.report import ReportOptions, build_report
-    from harness.suite import output_problem
+    from harness.settings import output_problem
 
     require_matplotlib()  # the `plot` extra, before any other work
     folder = Path(parse_output(output) or results / "plots")

@@ -10,23 +10,26 @@ from __future__ import annotations
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
+from harness.batchnorm import BatchNormPolicy, apply_batchnorm_policy
 from harness.errors import Unsupported
 
 if TYPE_CHECKING:
+    from harness.devices import DeviceSetup
+    from harness.events import Observer
     from harness.job import Job, JobOutcome
-    from harness.progress import Observer
-    from harness.registry import Registry
     from harness.report import Report
-    from harness.training import FitOutcome, TrainingLoop
+
+#: what an executor is given to run a job in this process, with the run's own plugins, its events to the observer
+JobRunner = Callable[["Job", "Observer"], "JobOutcome"]
 
 #: `Field(json_schema_extra=OMITTED_AT_DEFAULT)`: the option is left out of a cell's settings (and key)
 #: while it has its default. For an option added in a later release whose default is the old behaviour:
@@ -315,17 +318,21 @@ class Dataset(Component):
 # --- strategies ----------------------------------------------------------------------------
 
 
-class ParamGroup(dict):
-    """An optimizer parameter group: `params`, `lr_scale` (times the base lr), a `name`, and
-    optionally `weight_decay` (absolute, in place of the suite's) and `no_decay_norm_bias`
-    (whether its biases and normalisation weights go without weight decay, in place of the suite's).
+@dataclass
+class ParamGroup:
+    """An optimizer parameter group of a strategy: its parameters at `lr_scale` times the base rate.
 
-    A group may hold parameters that are frozen now and unfrozen later (gradual unfreezing):
-    the optimizer skips a parameter while it has no gradient.
+    `weight_decay` (absolute) and `no_decay_norm_bias` (whether its biases and normalisation weights go
+    without weight decay) replace the suite's settings for this group when given. A group may hold
+    parameters that are frozen now and unfrozen later (gradual unfreezing): the optimizer skips a
+    parameter while it has no gradient.
     """
 
-
-BatchNormPolicy = Literal["train", "frozen_parts", "freeze"]
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+    name: str = ""
+    weight_decay: float | None = None
+    no_decay_norm_bias: bool | None = None
 
 
 class StrategyOptions(Options):
@@ -351,10 +358,11 @@ class TeacherRef:
     checkpoint: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingContext:
     """What a strategy may want to know about the cell it trains, passed to every callback that asks
-    for it (a `context` parameter). The optimizer and schedule exist from the first epoch on."""
+    for it (a `context` parameter). Read-only: the loop hands what changes (the `optimizer`, the
+    `schedule`, the `notes` to record) to the callbacks that ask for them by name."""
 
     task: Task
     device: torch.device
@@ -365,24 +373,81 @@ class TrainingContext:
     epochs: int = 0
     #: the training split, shuffled and seeded as the loop sees it (e.g. to recompute BatchNorm statistics)
     train_loader: torch.utils.data.DataLoader | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    schedule: torch.optim.lr_scheduler.LRScheduler | None = None
     num_classes: int = 0
     #: runs a block under the cell's mixed precision (a no-op on the CPU)
     autocast: Any = None
     #: the dataset component the loaders read (e.g. whether its training split is deterministic)
     dataset: Dataset | None = None
+
+
+@dataclass
+class FitOutcome:
+    """What training produced: the curve, the best epoch, the test metrics, the timings (`Loop.run`)."""
+
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    #: the optimizer as training left it (its groups, learning rates and state)
+    optimizer: torch.optim.Optimizer | None = None
+    #: test-split metrics of the evaluated model (empty when the loop ran without a test split)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    #: per-image test scores of the metrics that are means over images (`Task.evaluate_per_image`)
+    per_image: dict[str, list[float]] = field(default_factory=dict)
+    #: the model that was validated last and tested: the trained one, or what `on_train_end` returned
+    model: TaskModel | None = None
+    #: of `train_seconds`, the time the loop waited for the next batch (loading and copying it)
+    data_wait_seconds: float = 0.0
+    #: the steps left out of `samples_per_second` (allocator, kernel selection, compilation)
+    warmup_steps: int = 0
+    #: training samples per second after the warm-up steps, data wait excluded
+    samples_per_second: float = 0.0
+    #: the first compiled step's time beyond an ordinary step's (not in `train_seconds`)
+    compile_seconds: float = 0.0
+
+
+class Loop(Protocol):
+    """What `Strategy.fit` is handed: the cell's training loop (`harness.TrainingLoop`)."""
+
+    #: the cell's model, as the strategy prepared it
+    model: TaskModel
+    task: Task
+    strategy: Strategy
+    context: TrainingContext
+    #: the device and its speed settings (precision, memory format)
+    setup: DeviceSetup
+    #: "train", "val" and "test"
+    loaders: dict[str, torch.utils.data.DataLoader]
     #: what the strategy wants recorded with the result, e.g. {"feature_cache": "used"}
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any]
+
+    def run(
+        self,
+        *,
+        model: TaskModel | None = None,
+        loaders: dict[str, torch.utils.data.DataLoader] | None = None,
+        train_seconds: float = 0.0,
+        eval_seconds: float = 0.0,
+    ) -> FitOutcome:
+        """Train, validate after every epoch, test (`harness.TrainingLoop.run`)."""
+        ...
+
+    def evaluate(self, model: TaskModel, split: str) -> dict[str, float | None]:
+        """Metrics of `model` on `split` ("val" or "test")."""
+        ...
 
 
 class Strategy(Component):
     """Decides what trains and how: which parameters, at which learning rates, in which mode, and
     what happens around the steps (the lifecycle, in docs/writing-plugins.md).
 
-    Every callback receives the model and its counter positionally; anything else (`context`,
-    `batch`, `outputs`, `optimizer`, `backbone`, ...) only when its signature names it, so a
-    callback asks for what it uses and strategies written for fewer arguments keep working.
+    Every callback receives the model and its counter positionally; anything else only when its
+    signature names it, so a callback asks for what it uses and strategies written for fewer
+    arguments keep working. Every training callback may ask for `context` (read-only), `optimizer`,
+    `schedule` and `notes` (a dict recorded with the result); some offer more (`batch`, `outputs`,
+    `loss`, `train_loss`, `grad_scale`).
     (The `*args, **kwargs` below only let an override name any of them; nothing is passed there.)
     """
 
@@ -417,11 +482,9 @@ class Strategy(Component):
 
     def train_mode(self, model: TaskModel) -> None:
         """Called after `model.train()`: applies the BatchNorm policy. Call it again after unfreezing."""
-        from harness.freezing import apply_batchnorm_policy
-
         apply_batchnorm_policy(model, self.batchnorm_policy())
 
-    def fit(self, loop: TrainingLoop) -> FitOutcome:
+    def fit(self, loop: Loop) -> FitOutcome:
         """The whole of training and evaluation; override only to change the loop itself (the cached
         linear probe trains its head on stored features). Must return `loop.run(...)`'s outcome."""
         return loop.run()
@@ -431,6 +494,20 @@ class Strategy(Component):
 
     def on_step_start(self, model: TaskModel, step: int, *args: Any, **kwargs: Any) -> None:
         """Before each optimizer step (0-based, counted over the whole run). May ask for `context`."""
+
+    def take_step(
+        self, model: TaskModel, closure: Callable[[], torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        """The gradients of one optimizer step; returns the loss to record.
+
+        `closure()` zeroes the gradients, computes the task's loss plus `extra_loss` under the cell's
+        precision and back-propagates it through the grad scaler; call it once (the default) or more
+        (SAM: at the weights, then at perturbed weights, restoring them before returning). After it
+        the loop unscales the gradients, clips them (`grad_clip`), steps the optimizer through the
+        grad scaler, and the schedule. Gradients read here are scaled by `grad_scale()` (1.0 without
+        fp16). The FLOPs of a step are counted through this method, so a second pass is counted.
+        May ask for `optimizer`, `grad_scale` and `context`."""
+        return closure()
 
     def extra_loss(self, model: TaskModel, *args: Any, **kwargs: Any) -> torch.Tensor | None:
         """A term added to the task loss of the step, or None. May ask for `batch` (on the device),
@@ -488,9 +565,10 @@ class Executor(Component):
     #: jobs cross a process boundary, so extra plugins must be importable there
     portable: ClassVar[bool] = False
 
-    def start(self, observer: Observer, registry: Registry) -> None:
-        """Acquire workers; progress events from them go to `observer.slot(n)`. `registry` is the one the
-        suite was planned with: in-process executors use it, others rebuild it from each job."""
+    def start(self, observer: Observer, run_here: JobRunner) -> None:
+        """Acquire workers; progress events from them go to `observer.slot(n)`. `run_here(job, observer)`
+        runs a job in this process with the plugins the suite was planned with (an in-process executor's
+        way to run); other processes call `harness.run_job_safely(job, observer=...)`, which rebuilds them."""
 
     @property
     def slots(self) -> int:

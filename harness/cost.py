@@ -101,8 +101,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def flops_per_sample(step: Callable[[], torch.Tensor], batch_size: int) -> float | None:
-    """FLOPs of one training step (forward + backward) per sample, as torch counts them.
+def flops_per_sample(step: Callable[[], torch.Tensor], batch_size: int, backward: bool = True) -> float | None:
+    """FLOPs of one training step (forward + backward) per sample, as torch counts them; with
+    `backward=False`, `step` back-propagates itself.
 
     Operators torch cannot count (e.g. RoIAlign, NMS) are not included; None if counting fails.
     """
@@ -112,7 +113,8 @@ def flops_per_sample(step: Callable[[], torch.Tensor], batch_size: int) -> float
         counter = FlopCounterMode(display=False)
         with counter:
             loss = step()
-            loss.backward()
+            if backward:
+                loss.backward()
         return counter.get_total_flops() / max(batch_size, 1)
     except Exception:
         return None

@@ -10,15 +10,19 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
 from harness.errors import BenchError
+from harness.settings import Training
 
-if TYPE_CHECKING:
-    from harness.components import Task
-    from harness.suite import Training
+
+class KindDefaults(Protocol):
+    """What the device settings read of a task (`harness.Task`): its kind's precision and memory format."""
+
+    preferred_amp: ClassVar[Literal["bf16", "fp16"]]
+    channels_last: ClassVar[bool]
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class DeviceSetup:
         }
 
 
-def resolve_device(requested: str, amp: bool | str = False, *, task: Task | None = None) -> DeviceSetup:
+def resolve_device(requested: str, amp: bool | str = False, *, task: KindDefaults | None = None) -> DeviceSetup:
     """`auto` picks CUDA when present, else the CPU; `amp` is resolved for that device and task.
 
     `amp = "auto"` (or true) on CUDA: the task's `preferred_amp` where the GPU has bfloat16
@@ -85,7 +89,7 @@ def resolve_device(requested: str, amp: bool | str = False, *, task: Task | None
     return DeviceSetup(device, _amp_dtype(device, amp, task))
 
 
-def _amp_dtype(device: torch.device, amp: bool | str, task: Task | None) -> torch.dtype | None:
+def _amp_dtype(device: torch.device, amp: bool | str, task: KindDefaults | None) -> torch.dtype | None:
     if amp is False:
         return None
     cuda = device.type == "cuda"
@@ -100,7 +104,7 @@ def _amp_dtype(device: torch.device, amp: bool | str, task: Task | None) -> torc
     return dtype
 
 
-def setup_for(requested: str, training: Training, task: Task) -> DeviceSetup:
+def setup_for(requested: str, training: Training, task: KindDefaults) -> DeviceSetup:
     """The device and every speed setting of a cell, `auto` resolved for the device and the task."""
     setup = resolve_device(requested, training.amp, task=task)
     cuda = setup.is_cuda

@@ -27,15 +27,17 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.assembly import Parts, assemble
 from harness.cell import Cell
 from harness.components import Task
 from harness.cost import flops_per_sample
 from harness.devices import DeviceSetup, resolve_device, setup_for, synchronized, usable_cores
 from harness.errors import Unsupported
+from harness.loaders import seed_everything
 from harness.registry import Registry
+from harness.settings import StrategySettings, step_budget
 from harness.store import Store
-from harness.suite import Training
-from harness.training import build_optimizer, seed_everything, step_budget, to_memory_format
+from harness.training import TrainingLoop
 
 EVAL_SPEEDUP = 3.0
 
@@ -135,13 +137,13 @@ class GroupEstimate:
 
 def dataset_shape(cell: Cell, registry: Registry) -> tuple[dict[str, int], int]:
     """(images per split, classes) of a cell's dataset."""
-    spec = cell.settings["task"]
-    return registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"]).shape(spec["kind"])
+    spec = cell.settings.task
+    return registry.create("dataset", spec.dataset.name, spec.dataset.options).shape(spec.kind)
 
 
 def images_of(cell: Cell, sizes: dict[str, int]) -> tuple[int, int]:
     """(training images, evaluation images) a cell processes: its step budget, validation every epoch, one test pass."""
-    training = Training(**cell.settings["training"])
+    training = cell.settings.training
     per_epoch = max(1, sizes["train"] // training.batch_size)
     steps, epochs = step_budget(training, per_epoch)
     return steps * training.batch_size, epochs * sizes["val"] + sizes["test"]
@@ -169,7 +171,7 @@ def estimate(
     recorded = _recorded(store)
     setup = resolve_device(device) if calibrate else None
     speed = throughput or device_throughput(None, device)
-    to_calibrate = sum(1 for (t, _), m in groups.items() if not recorded.get((t, m[0].settings["backbone"]["name"])))
+    to_calibrate = sum(1 for (t, _), m in groups.items() if not recorded.get((t, m[0].settings.backbone.name)))
     calibrated = 0
     counted: dict[str, float | str] = {}  # FLOPs per image (or why not), by model and input: counted once
     found = []
@@ -188,7 +190,7 @@ def estimate(
             found.append(GroupEstimate(task, backbone, len(members), 0, 0, None, f"sizes unknown: {why}", keys=keys))
             continue
         group = GroupEstimate(task, backbone, len(members), train, evaluation, None, "", keys=keys)
-        rate = recorded.get((task, members[0].settings["backbone"]["name"]))
+        rate = recorded.get((task, members[0].settings.backbone.name))
         if rate:
             group.images_per_second, group.source, group.basis = rate, "recorded", "recorded"
         elif setup is not None:
@@ -219,13 +221,13 @@ def estimate(
 
 def flops_key(cell: Cell, registry: Registry, classes: int) -> str:
     """What the FLOPs of a cell's training step depend on: task kind and options, backbone, input size, classes."""
-    spec = cell.settings["task"]
-    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
+    spec = cell.settings.task
+    dataset = registry.create("dataset", spec.dataset.name, spec.dataset.options)
     parts = {
-        "kind": spec["kind"],
-        "options": spec["options"],
-        "backbone": cell.settings["backbone"]["name"],
-        "backbone_options": cell.settings["backbone"].get("options") or {},
+        "kind": spec.kind,
+        "options": spec.options,
+        "backbone": cell.settings.backbone.name,
+        "backbone_options": cell.settings.backbone.options,
         "size": int(getattr(dataset.options, "image_size", 224)),
         "classes": classes,
     }
@@ -243,10 +245,10 @@ def count_flops(cell: Cell, registry: Registry, classes: int) -> float | str:
     two if one fails), a few seconds each. Operators torch does not count (RoIAlign, NMS)
     are left out, as in the FLOPs the runner records.
     """
-    spec = cell.settings["task"]
-    task: Task = registry.create("task", spec["kind"], spec["options"])
-    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
-    chosen = cell.settings["backbone"]
+    spec = cell.settings.task
+    task: Task = registry.create("task", spec.kind, spec.options)
+    dataset = registry.create("dataset", spec.dataset.name, spec.dataset.options)
+    chosen = cell.settings.backbone
     size = int(getattr(dataset.options, "image_size", 224))
     smallest = max(1, task.min_train_batch())
     attempts = [("meta", max(2, smallest)), ("cpu", smallest), *([("cpu", 2)] if smallest < 2 else [])]
@@ -256,7 +258,7 @@ def count_flops(cell: Cell, registry: Registry, classes: int) -> float | str:
         try:
             seed_everything(0)
             with device:
-                plugin = registry.create("backbone", chosen["name"], chosen.get("options"))
+                plugin = registry.create("backbone", chosen.name, chosen.options)
                 model = task.build_model(plugin.build(task.output_stride()), classes).train()
             batch = task.to_device(task.collate(task.synthetic_samples(size, classes, count)), device)
             flops = flops_per_sample(functools.partial(task.loss, model, batch), count)
@@ -281,36 +283,28 @@ def _recorded(store: Store) -> dict[tuple[str, str], float]:
 
 
 def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int, steps: int = 3) -> float:
-    """Training images/s of full fine-tuning on synthetic batches shaped like the cell's."""
-    spec = cell.settings["task"]
-    task: Task = registry.create("task", spec["kind"], spec["options"])
-    dataset = registry.create("dataset", spec["dataset"]["name"], spec["dataset"]["options"])
-    training = Training(**cell.settings["training"])
-    setup = setup_for(str(setup.device), training, task)  # the cell's precision and memory format
-    seed_everything(0)
-    chosen = cell.settings["backbone"]
-    backbone = registry.create("backbone", chosen["name"], chosen.get("options")).build(task.output_stride())
-    model = task.build_model(backbone, classes).to(setup.device).train()
-    if setup.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = build_optimizer([{"params": list(model.parameters())}], training)  # type: ignore[list-item]
-    size = int(getattr(dataset.options, "image_size", 224))
-    samples = task.synthetic_samples(size, classes, training.batch_size)
-    batch = to_memory_format(task.to_device(task.collate(samples), setup.device), setup)
-
-    def step() -> None:
-        with setup.autocast():
-            loss = task.loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up: allocation, cuDNN autotuning
+    """Training images/s of full fine-tuning on synthetic batches shaped like the cell's: the loop's own
+    training step (callbacks, grad scaler, clipping, schedule), on the cell assembled as the runner does."""
+    spec = cell.settings.model_copy(
+        update={
+            "strategy": StrategySettings(name="full"),
+            "backbone": cell.settings.backbone.model_copy(update={"weights": "none"}),
+            "teacher": None,
+        }
+    )
+    parts = Parts.of(spec, registry)
+    setup = setup_for(str(setup.device), spec.training, parts.task)  # the cell's precision and memory format
+    size = int(getattr(parts.dataset.options, "image_size", 224))
+    samples = parts.task.synthetic_samples(size, classes, spec.training.batch_size)
+    loop = TrainingLoop(assemble(spec, registry, setup, samples=samples))
+    batch = loop.on_device(next(iter(loop.loaders["train"])))
+    loop.model.train()
+    loop.train_step(loop.model, batch, 0)  # warm-up: allocation, cuDNN autotuning
     with synchronized(setup):
         started = time.perf_counter()
-        for _ in range(steps):
-            step()
-    return steps * training.batch_size / (time.perf_counter() - started)
+        for step in range(1, steps + 1):
+            loop.train_step(loop.model, batch, step)
+    return steps * spec.training.batch_size / (time.perf_counter() - started)
 
 
 def wall_hours(jobs: Sequence[tuple[str, float, Iterable[str]]], slots: int) -> float:

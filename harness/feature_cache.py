@@ -17,15 +17,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.data import DataLoader
 
-from harness.components import TaskModel
+from harness.components import Loop, TaskModel
 from harness.devices import synchronized
-from harness.training import TrainingLoop, make_loader
+from harness.loaders import make_loader
 
 #: layers that compute differently in training mode; none may train in a cached backbone
 _STOCHASTIC = (_BatchNorm, _DropoutNd)
 
 
-def cache_problem(loop: TrainingLoop) -> str | None:
+def cache_problem(loop: Loop) -> str | None:
     """Why this cell's backbone features cannot be computed once, or None when they can."""
     context, model = loop.context, loop.model
     problem = loop.task.feature_cache_problem()
@@ -55,7 +55,7 @@ class FeatureCache:
     eval_seconds: float
 
 
-def build_cache(loop: TrainingLoop) -> FeatureCache:
+def build_cache(loop: Loop) -> FeatureCache:
     """Run the frozen backbone once over every split and keep what the head reads."""
     task, setup, model = loop.task, loop.setup, loop.model
     loaders: dict[str, DataLoader] = {}

@@ -15,9 +15,8 @@ import pluggy
 if TYPE_CHECKING:
     from harness.cell import Cell
     from harness.components import Backbone, Dataset, Executor, Logger, Reporter, Strategy, Task
-    from harness.result import CellResult
-    from harness.runner import RunSummary
-    from harness.suite import Suite
+    from harness.result import CellResult, RunSummary
+    from harness.settings import Suite
 
 PROJECT = "bench"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -1,27 +1,23 @@
 """Jobs: a cell (or a pretraining stage) as a plain, picklable spec that any process can run.
 
-`plan_jobs` turns a suite's cells into jobs with explicit dependencies (a pretraining stage's
-checkpoint, a teacher cell's saved model); `run_job` runs one in whatever process it lands in,
-claims it in the store first, and writes its result to the store. Every executor calls
-`run_job`, so a cell behaves the same in-process, in a worker process or on a Ray node.
+A job names the jobs whose artefacts it needs (a pretraining stage's checkpoint, a teacher cell's
+saved model); `harness.driver.plan_jobs` makes them, `harness.worker.run_job_safely` runs one in
+whatever process it lands in. Here: the records, and what the store says of a job.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from harness.cell import Cell, pretrain_cell
-from harness.progress import Observer
-from harness.registry import PluginRef, Registry, registry_for
+from harness.cell import Cell
+from harness.plugin_ref import PluginRef
 from harness.result import CellResult
-from harness.store import NotOverwritten, Store, WriteFailed
-from harness.suite import Suite
+from harness.store import NotOverwritten, Store
 
 
 @dataclass(frozen=True)
@@ -138,77 +134,6 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def plan_jobs(
-    suite: Suite,
-    registry: Registry,
-    cells: list[Cell],
-    store: Store,
-    planned_at: str,
-    *,
-    fresh: bool = False,
-    portable: bool = False,
-) -> list[Job]:
-    """Jobs for the cells not done yet (all with `fresh`) and the pretraining stages they need, stages first."""
-    todo = cells if fresh else [c for c in cells if not store.is_done(c.key, c.keep_model)]
-    plugins = registry.portable() if portable else ()
-    common = {
-        "store": str(store.root),
-        "device": suite.device,
-        "plugins": plugins,
-        "entry_points": registry.entry_points,
-        "planned_at": planned_at,
-        "fresh": fresh,
-    }
-    stages = {spec.name: pretrain_cell(spec, suite, registry) for spec in suite.pretrain}
-    needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason}
-    jobs = [
-        Job(stage, pretraining=True, **common)  # type: ignore[arg-type]
-        for name, stage in stages.items()
-        if name in needed and (fresh or not store.is_pretrained(stage.key))
-    ]
-    for cell in todo:
-        needs = []
-        if cell.pretrain and not cell.skip_reason:
-            needs.append(stages[cell.pretrain].key)
-        if cell.teacher and not cell.skip_reason:
-            needs.append(cell.teacher)
-        jobs.append(Job(cell, needs=tuple(needs), **common))  # type: ignore[arg-type]
-    return jobs
-
-
-def run_job(job: Job, registry: Registry | None = None, observer: Observer | None = None) -> JobOutcome:
-    """Claim the job, run it unless it is done already, store its result; never raises for a cell's problem.
-
-    Module-level and dependent only on `job`, so it runs the same in any process.
-    """
-    from harness.runner import run_cell, save_state  # the runner imports this module
-
-    store = Store(job.store)
-    claim = store.claims.acquire(job.key)
-    if claim is None:
-        return JobOutcome(job.key, "claimed")
-    try:
-        done = reusable(job, store)
-        if done is not None:  # another run finished it after we planned
-            return JobOutcome(job.key, "reused", done)
-        newer = newer_document(job, store)
-        if newer is not None:
-            return JobOutcome(job.key, "ran", newer)
-        registry = registry or registry_for(job.plugins, job.entry_points)
-        checkpoint = store.checkpoint_path(job.key)
-        keep = (lambda model: save_state(model.backbone, checkpoint)) if job.pretraining else None
-        with store.claims.heartbeat(claim):
-            try:
-                result = run_cell(job.cell, registry, job.device, store, observer, keep, job.threads)
-            except WriteFailed as exc:  # its checkpoint or model could not be written: stop the suite
-                result = CellResult.for_cell(job.cell, "failed", reason=exc.strerror)
-                return JobOutcome(job.key, "ran", result, stop=store_result(job, store, result) or exc.strerror)
-            stop = store_result(job, store, result)
-        return JobOutcome(job.key, "ran", result, stop=stop)
-    finally:
-        store.claims.release(claim)
-
-
 def crashed(job: Job, why: str) -> JobOutcome:
     """The outcome of a job whose worker died or raised outside the cell: `failed`, not yet stored."""
     result = CellResult.for_cell(job.cell, "failed", reason=why)
@@ -216,12 +141,6 @@ def crashed(job: Job, why: str) -> JobOutcome:
     return JobOutcome(job.key, "ran", result, stored=False)
 
 
-def run_job_safely(job: Job, registry: Registry | None = None, observer: Observer | None = None) -> JobOutcome:
-    """`run_job`, with anything it raises (a store it cannot write, a plugin it cannot import) as a failed outcome."""
-    try:
-        return run_job(job, registry, observer)
-    except Exception as exc:
-        outcome = crashed(job, f"{type(exc).__name__}: {exc}")
-        assert outcome.result is not None
-        outcome.result.traceback = traceback.format_exc()
-        return outcome
+def clear_dead_claim(job: Job, pid: int | None = None) -> None:
+    """Remove the claim a worker known to be dead left on `job`: process `pid` on this host, or whoever holds it."""
+    Store(job.store).claims.clear(job.key, pid)

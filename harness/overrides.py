@@ -194,33 +194,42 @@ def _entry(items: list[Any], path: tuple[str, ...], i: int, table: str | None, o
     A name may contain dots: the longest run of parts that names an entry wins. Then an index.
     """
     if table is not None and NAMED_ENTRIES[table][0]:
-        fields, what = NAMED_ENTRIES[table]
-        ids = [_entry_id(item, fields) for item in items]
-        for end in range(len(path), i, -1):
-            name = ".".join(path[i:end])
-            found = [n for n, id_ in enumerate(ids) if id_ == name]
-            if not found and len(fields) > 1:  # a labelled entry, by its plain name when that is unambiguous
-                found = [n for n, item in enumerate(items) if isinstance(item, dict) and item.get(fields[-1]) == name]
-                if len(found) > 1:
-                    labels = ", ".join(str(ids[n]) for n in found)
-                    raise BenchError(
-                        f"{override}: {len(found)} {table} are named {name!r} ({labels}); give the label instead"
-                    )
-            if found:
-                return found[0], end - i
-        part = path[i]
-        if part.isascii() and part.isdigit() and int(part) < len(items):
-            return int(part), 1
-        named = ", ".join(str(id_) for id_ in ids if id_ is not None) or "none declared"
-        index = f" and no entry {part} ({len(items)} entries)" if part.isascii() and part.isdigit() else ""
-        raise BenchError(f"{override}: no {what} named {_clip(part)!r}{index}; {table}: {named}")
+        return _named_entry(items, path, i, table, override)
     part = path[i]
     where = _clip(".".join(path[:i]))
-    if part.isascii() and part.isdigit() and int(part) < len(items):
+    if _index_in(part, items):
         return int(part), 1
     if not items:
         raise BenchError(f"{override}: {where} is an empty list; there is no entry {_clip(part)!r} to set")
     raise BenchError(f"{override}: {where} is a list of {len(items)}; give an index from 0 to {len(items) - 1}")
+
+
+def _index_in(part: str, items: list[Any]) -> bool:
+    return part.isascii() and part.isdigit() and int(part) < len(items)
+
+
+def _named_entry(items: list[Any], path: tuple[str, ...], i: int, table: str, override: Override) -> tuple[int, int]:
+    """An entry of a table whose entries have names (tasks, strategies...), by name, label or index."""
+    fields, what = NAMED_ENTRIES[table]
+    ids = [_entry_id(item, fields) for item in items]
+    for end in range(len(path), i, -1):
+        name = ".".join(path[i:end])
+        found = [n for n, id_ in enumerate(ids) if id_ == name]
+        if not found and len(fields) > 1:  # a labelled entry, by its plain name when that is unambiguous
+            found = [n for n, item in enumerate(items) if isinstance(item, dict) and item.get(fields[-1]) == name]
+            if len(found) > 1:
+                labels = ", ".join(str(ids[n]) for n in found)
+                raise BenchError(
+                    f"{override}: {len(found)} {table} are named {name!r} ({labels}); give the label instead"
+                )
+        if found:
+            return found[0], end - i
+    part = path[i]
+    if _index_in(part, items):
+        return int(part), 1
+    named = ", ".join(str(id_) for id_ in ids if id_ is not None) or "none declared"
+    index = f" and no entry {part} ({len(items)} entries)" if part.isascii() and part.isdigit() else ""
+    raise BenchError(f"{override}: no {what} named {_clip(part)!r}{index}; {table}: {named}")
 
 
 def _entry_id(item: Any, fields: tuple[str, ...]) -> str | None:

@@ -10,8 +10,9 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.cell import Cell
 from harness.estimate import (
     SLOTS,
     GroupEstimate,
@@ -21,13 +22,11 @@ from harness.estimate import (
     estimate,
     wall_hours,
 )
-
-if TYPE_CHECKING:
-    from harness.cell import Cell
-    from harness.registry import Registry
-    from harness.selection import CellFilter
-    from harness.store import Store
-    from harness.suite import PretrainSpec, Suite
+from harness.grid import plan_cells, pretrain_cell
+from harness.registry import Registry
+from harness.selection import CellFilter, select_cells
+from harness.settings import PretrainSpec, Suite
+from harness.store import Store
 
 #: the CSV's columns: a pretraining stage's row has task `pretrain:NAME` and no index
 PLAN_CSV_COLUMNS = (
@@ -193,10 +192,6 @@ def make_plan(
     """The grid of `suite` (the cells `selected` keeps and those they need), each cell's state in its
     results directory, and the estimate of what is left to run on `device`. `progress` hears the
     calibration's steps; `before_estimate` is called once before estimating, when there is work to run."""
-    from harness.cell import plan_cells
-    from harness.selection import select_cells
-    from harness.store import Store
-
     store = Store(suite.output_dir())
     grid = plan_cells(suite, registry)
     numbers = {cell.key: i for i, cell in enumerate(grid, 1)}
@@ -224,8 +219,6 @@ def _stages(
     suite: Suite, registry: Registry, store: Store, cells: list[PlannedCell], todo: list[Cell], selected: bool
 ) -> list[PlannedStage]:
     """The pretraining stages (with --only, those of the selected cells) and whether each is cached or needed."""
-    from harness.cell import pretrain_cell
-
     needed = {cell.pretrain for cell in todo}
     used = {planned.cell.pretrain for planned in cells}
     stages = []

@@ -7,7 +7,8 @@ import contextlib
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,41 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.cell import Cell
+from harness.events import CellEvent, CellStarted, Event, Observer, Step
 from harness.hookspecs import hookimpl
-
-if TYPE_CHECKING:
-    from harness.cell import Cell
-    from harness.result import CellResult
-
-
-class Observer:
-    """How training reports progress to the process that runs the suite; this base ignores all of it.
-
-    It is the transport of the run events: a worker process forwards them (`Forwarding`), and in
-    the driver `HookRelay` turns them into the `bench_*` event hooks that the progress display
-    and the loggers implement. Events of a cell come from the executor slot that runs it (`slot(n)`).
-    """
-
-    def slot(self, index: int) -> Observer:
-        """The view of executor slot `index` (this observer itself when there is one slot)."""
-        return self
-
-    def cell_started(self, cell: Cell, epochs: int) -> None:
-        """`cell` starts running; `epochs`: the suite's setting (`max_steps` may cut it: see `epoch_started`)."""
-
-    def epoch_started(self, epoch: int, steps: int, *, epochs: int = 0) -> None:
-        """Epoch `epoch` of `epochs` starts; it takes `steps` optimizer steps."""
-
-    def step(
-        self, loss: float, steps: int = 1, *, step: int = 0, lr: float = 0.0, samples_per_second: float = 0.0
-    ) -> None:
-        """`steps` optimizer steps done since the last event, up to `step`; `loss`: the epoch's running mean."""
-
-    def epoch_finished(
-        self, epoch: int, val: dict[str, float | None], *, train_loss: float | None = None, step: int = 0
-    ) -> None: ...
-    def message(self, text: str) -> None: ...
-    def close(self) -> None: ...
+from harness.result import CellResult
 
 
 class HookRelay(Observer):
@@ -65,14 +35,15 @@ class HookRelay(Observer):
         self.views: dict[int, _SlotRelay] = {}
         self.failed: set[tuple[str, str]] = set()
 
-    def emit(self, name: str, **arguments: Any) -> None:
-        """Call each implementation of hook `name` on its own, in pluggy's order (last registered first).
+    def emit(self, event: Event) -> None:
+        """Call each implementation of the event's hook on its own, in pluggy's order (last registered first).
 
         pluggy's own call stops at the first implementation that raises, so one logger's bug would
         hide the event from the progress display and every other logger. Here a failing
         implementation is reported once per plugin and hook, and the others still get the event;
         it never fails a cell.
         """
+        name, arguments = event.hook, event.arguments()
         for implementation in reversed(getattr(self.hook, name).get_hookimpls()):
             try:
                 implementation.function(**{arg: arguments[arg] for arg in implementation.argnames})
@@ -85,77 +56,32 @@ class HookRelay(Observer):
                     "the other plugins still get every event, the run goes on, results are kept"
                 )
                 warnings.warn(text, RuntimeWarning, stacklevel=2)
+        if self.also is not None and not isinstance(event, CellEvent):
+            self.also.emit(event)
 
     def slot(self, index: int) -> Observer:
         if index not in self.views:
             self.views[index] = _SlotRelay(self, index)
         return self.views[index]
 
-    def cell_started(self, cell: Cell, epochs: int) -> None:
-        self.slot(0).cell_started(cell, epochs)
-
-    def epoch_started(self, epoch: int, steps: int, *, epochs: int = 0) -> None:
-        self.slot(0).epoch_started(epoch, steps, epochs=epochs)
-
-    def step(self, loss: float, steps: int = 1, **info: Any) -> None:
-        self.slot(0).step(loss, steps, **info)
-
-    def epoch_finished(self, epoch: int, val: dict[str, float | None], **info: Any) -> None:
-        self.slot(0).epoch_finished(epoch, val, **info)
-
-    def message(self, text: str) -> None:
-        self.emit("bench_message", text=text)
-        if self.also is not None:
-            self.also.message(text)
-
 
 class _SlotRelay(Observer):
-    """One slot's events, with the cell it is running."""
+    """One slot's view: its events carry the slot's index and the cell it is running."""
 
     def __init__(self, relay: HookRelay, index: int) -> None:
         self.relay, self.index = relay, index
-        self.emit = relay.emit
         self.cell: Cell | None = None
         self.also = relay.also.slot(index) if relay.also is not None else None
 
-    def cell_started(self, cell: Cell, epochs: int) -> None:
-        self.cell = cell
-        self.emit("bench_cell_started", cell=cell, slot=self.index, epochs=epochs)
+    def emit(self, event: Event) -> None:
+        if not isinstance(event, CellEvent):
+            self.relay.emit(event)
+            return
+        if isinstance(event, CellStarted):
+            self.cell = event.cell
+        self.relay.emit(event.placed(event.cell or self.cell, self.index))
         if self.also is not None:
-            self.also.cell_started(cell, epochs)
-
-    def epoch_started(self, epoch: int, steps: int, *, epochs: int = 0) -> None:
-        self.emit("bench_epoch_started", cell=self.cell, slot=self.index, epoch=epoch, steps=steps, epochs=epochs)
-        if self.also is not None:
-            self.also.epoch_started(epoch, steps, epochs=epochs)
-
-    def step(
-        self, loss: float, steps: int = 1, *, step: int = 0, lr: float = 0.0, samples_per_second: float = 0.0
-    ) -> None:
-        self.emit(
-            "bench_step", cell=self.cell, slot=self.index, step=step, steps=steps, loss=loss, lr=lr,
-            samples_per_second=samples_per_second,
-        )  # fmt: skip
-        if self.also is not None:
-            self.also.step(loss, steps, step=step, lr=lr, samples_per_second=samples_per_second)
-
-    def epoch_finished(
-        self, epoch: int, val: dict[str, float | None], *, train_loss: float | None = None, step: int = 0
-    ) -> None:
-        self.emit(
-            "bench_epoch_finished",
-            cell=self.cell,
-            slot=self.index,
-            epoch=epoch,
-            step=step,
-            train_loss=train_loss,
-            val=val,
-        )
-        if self.also is not None:
-            self.also.epoch_finished(epoch, val, train_loss=train_loss, step=step)
-
-    def message(self, text: str) -> None:
-        self.relay.message(text)
+            self.also.emit(event)
 
 
 def _summary(result: CellResult) -> str:
@@ -309,49 +235,38 @@ class _SlotBars:
 
 
 class Forwarding(Observer):
-    """A worker process's observer: sends each event through `send` to the driver's slot view.
+    """A worker process's observer: sends each event object through `send` to the driver's slot view.
 
-    Step events are batched to at most one per `interval` seconds, so a fast loop is not slowed.
+    Step events are merged to at most one per `interval` seconds, so a fast loop is not slowed.
     """
 
     def __init__(self, send: Any, interval: float = 0.2) -> None:
         self.send, self.interval = send, interval
-        self.pending_steps, self.last, self.loss = 0, 0.0, 0.0
-        self.info: dict[str, Any] = {}
+        self.pending: Step | None = None
+        self.last = 0.0
 
-    def _forward(self, name: str, *args: Any, **kwargs: Any) -> None:
+    def _forward(self, event: Event) -> None:
         with contextlib.suppress(OSError):  # a driver that died must not fail the cell
-            self.send(("event", name, args, kwargs))
+            self.send(("event", event))
 
-    def cell_started(self, cell: Cell, epochs: int) -> None:
-        self._forward("cell_started", cell, epochs)
-
-    def epoch_started(self, epoch: int, steps: int, *, epochs: int = 0) -> None:
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Step):
+            steps = event.steps + (self.pending.steps if self.pending is not None else 0)
+            self.pending = replace(event, steps=steps)
+            now = time.monotonic()
+            if now - self.last >= self.interval:
+                self._flush()
+                self.last = now
+            return
         self._flush()
-        self._forward("epoch_started", epoch, steps, epochs=epochs)
-
-    def step(self, loss: float, steps: int = 1, **info: Any) -> None:
-        self.pending_steps += steps
-        self.loss, self.info = loss, info
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self._flush()
-            self.last = now
+        self._forward(event)
 
     def _flush(self) -> None:
-        if self.pending_steps:
-            self._forward("step", self.loss, self.pending_steps, **self.info)
-            self.pending_steps = 0
-
-    def epoch_finished(self, epoch: int, val: dict[str, float | None], **info: Any) -> None:
-        self._flush()
-        self._forward("epoch_finished", epoch, val, **info)
-
-    def message(self, text: str) -> None:
-        self._forward("message", text)
+        if self.pending is not None:
+            self._forward(self.pending)
+            self.pending = None
 
 
-def deliver(observer: Observer, slot: int, event: tuple[Any, ...]) -> None:
+def deliver(observer: Observer, slot: int, event: Event) -> None:
     """Replay an event a `Forwarding` observer sent, on the driver's view of `slot`."""
-    name, args, kwargs = event
-    getattr(observer.slot(slot), name)(*args, **kwargs)
+    observer.slot(slot).emit(event)

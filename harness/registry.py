@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from harness import hookspecs
 from harness.components import COMPONENT_KINDS, Component, StrategyOptions
 from harness.errors import PluginError
+from harness.plugin_ref import PluginRef
 
 BUILTIN = "bench (built-in)"
 ENTRY_POINT_GROUP = "bench"
@@ -62,6 +63,7 @@ BUILTIN_PLUGINS = (
     "bench_plugins.strategies.ema",
     "bench_plugins.strategies.swa",
     "bench_plugins.strategies.lp_ft",
+    "bench_plugins.strategies.sam",
     "bench_plugins.executors.sequential",
     "bench_plugins.executors.processes",
     "bench_plugins.executors.ray_executor",
@@ -248,23 +250,6 @@ class Registry:
 
     def all(self) -> list[Registered]:
         return [reg for kind in COMPONENT_KINDS for reg in self.components[kind].values()]
-
-
-@dataclass(frozen=True)
-class PluginRef:
-    """An extra plugin by import path: a module (`pkg.mod`) or a class to instantiate (`pkg.mod:Class`)."""
-
-    target: str
-    provider: str
-
-    def load(self) -> object:
-        module_name, _, qualname = self.target.partition(":")
-        found: Any = importlib.import_module(module_name)
-        if not qualname:
-            return found
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        return found()
 
 
 _rebuilt: dict[tuple[tuple[PluginRef, ...], bool], Registry] = {}

@@ -32,7 +32,7 @@ from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARM
 SortOrder = Literal["plan", "metric", "gain", "roi", "cost"]
 SORT_ORDERS: tuple[str, ...] = ("plan", "metric", "gain", "roi", "cost")
 #: JSON reports carry this, so readers can tell a changed layout from a changed number
-SCHEMA = "bench.report/2"
+REPORT_SCHEMA = "bench.report/2"
 
 
 def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tuple[str, str]]:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from harness.cell import Cell
+from harness.cell import Cell, cell_label
 
 Status = Literal["ok", "failed", "diverged", "skipped"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "diverged", "skipped")
-
-
-def cell_label(task: str, backbone: str, strategy: str, setting: str, seed: int) -> str:
-    """How progress lines and tables name a cell: `task / backbone / strategy (setting) / seed N`."""
-    setting = f" ({setting})" if setting else ""
-    return f"{task} / {backbone} / {strategy}{setting} / seed {seed}"
 
 
 @dataclass
@@ -94,7 +89,16 @@ class CellResult:
     @classmethod
     def for_cell(cls, cell: Cell, status: Status, **fields: Any) -> CellResult:
         """A result carrying the cell's key, labels and settings."""
-        labels = (cell.key, status, cell.task, cell.backbone, cell.strategy, cell.seed, cell.settings, cell.setting)
+        labels = (
+            cell.key,
+            status,
+            cell.task,
+            cell.backbone,
+            cell.strategy,
+            cell.seed,
+            cell.settings.as_json(),
+            cell.setting,
+        )
         return cls(*labels, **fields)
 
     def to_json(self) -> dict[str, Any]:
@@ -106,3 +110,38 @@ class CellResult:
         data.pop("schema", None)  # the store's document version (harness.store.SCHEMA)
         data["cost"] = Cost(**data.get("cost", {}))
         return cls(**data)
+
+
+@dataclass
+class RunSummary:
+    """What a suite run did: counts by status, what was reused, and how the executor spread the work."""
+
+    output: Path
+    total: int
+    reused: int
+    executor: str = "sequential"
+    statuses: Counter[str] = field(default_factory=Counter)
+    #: cells another `bench run` finished while this one was running
+    elsewhere: int = 0
+    #: cells run per executor slot
+    per_slot: Counter[int] = field(default_factory=Counter)
+    pretrained: int = 0
+    #: why the run stopped before its end (a result it could not write), or None
+    stopped: str | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.statuses["failed"] + self.statuses["diverged"]
+
+    def describe(self) -> str:
+        """What was reused, and what this run's executor did, slot by slot (the end of `bench run`)."""
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items())) or "nothing to run"
+        lines = [f"{self.total} cells: {self.reused} already done, this run: {counts}"]
+        ran = sum(self.per_slot.values())
+        if ran or self.pretrained:
+            slots = ", ".join(f"slot {slot}: {n}" for slot, n in sorted(self.per_slot.items()))
+            stages = f"; {self.pretrained} pretraining stage{'s' * (self.pretrained != 1)}" if self.pretrained else ""
+            lines.append(f"{self.executor} ran {ran} cell{'s' * (ran != 1)} ({slots}){stages}")
+        if self.elsewhere:
+            lines.append(f"{self.elsewhere} cells were run by another `bench run` on the same results at the same time")
+        return "\n".join(lines)

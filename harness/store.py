@@ -459,33 +459,44 @@ def read_planned(path: str | Path) -> Planned:
     if not runs:
         return Planned(results, store.skipped, manifest)
     by_key = {r.key: r for r in results}
+    chosen = _latest_cells(runs, by_key)
+    if not chosen:  # the manifest lists none of the cells on disk (keys that are gone): take the cells
+        return Planned(results, store.skipped, manifest)
+    order: dict[str, int] = {}
+    for run in runs:  # plan order: oldest run first, each cell where it was first planned
+        for key in run.get("cells", []):
+            if isinstance(key, str) and key in chosen and key not in order:
+                order[key] = len(order)
+    ordered = sorted((by_key[key] for key in chosen), key=lambda r: order[r.key])
+    return Planned(ordered, store.skipped, manifest)
+
+
+def _latest_cells(runs: list[dict[str, Any]], by_key: dict[str, CellResult]) -> set[str]:
+    """The keys of the cells the runs planned, newest run first: its labels (given to the results), and
+    its cells over older ones with the same labels."""
     taken: set[tuple[Any, ...]] = set()
     chosen: set[str] = set()
-    for run in reversed(runs):  # newest first: its labels, and its cells over older ones with the same labels
+    for run in reversed(runs):
         run_labels = run.get("labels", {}) if isinstance(run.get("labels"), dict) else {}
         this_run: set[tuple[Any, ...]] = set()  # a cell is replaced by a later run's, not by its own run's
         for key in run.get("cells", []):
             if not isinstance(key, str) or key in chosen or key not in by_key:
                 continue
             result = by_key[key]
-            given = run_labels.get(key)
-            for name, value in given.items() if isinstance(given, dict) else ():
-                if name in ("task", "backbone", "strategy", "setting") and isinstance(value, str):
-                    setattr(result, name, value)
+            _relabel(result, run_labels.get(key))
             if _identity(result) in taken:
                 continue
             chosen.add(key)
             this_run.add(_identity(result))
         taken |= this_run
-    order: dict[str, int] = {}
-    for run in runs:  # plan order: oldest run first, each cell where it was first planned
-        for key in run.get("cells", []):
-            if isinstance(key, str) and key in chosen and key not in order:
-                order[key] = len(order)
-    if not chosen:  # the manifest lists none of the cells on disk (keys that are gone): take the cells
-        return Planned(results, store.skipped, manifest)
-    ordered = sorted((by_key[key] for key in chosen), key=lambda r: order[r.key])
-    return Planned(ordered, store.skipped, manifest)
+    return chosen
+
+
+def _relabel(result: CellResult, given: Any) -> None:
+    """Give `result` the labels a run planned it with (a suite's labels may change between runs)."""
+    for name, value in given.items() if isinstance(given, dict) else ():
+        if name in ("task", "backbone", "strategy", "setting") and isinstance(value, str):
+            setattr(result, name, value)
 
 
 def _warn_skipped(skipped: list[Skipped]) -> None:

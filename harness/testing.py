@@ -18,13 +18,12 @@ from typing import Any
 
 import torch
 
-from harness.callbacks import call
-from harness.components import Strategy, TaskModel, TrainingContext
+from harness.assembly import assemble
+from harness.components import FitOutcome, Strategy, TaskModel
 from harness.devices import setup_for
-from harness.progress import Observer
 from harness.registry import Registry, default_registry
-from harness.suite import Training
-from harness.training import FitOutcome, TrainingLoop, make_loader, seed_everything, step_budget
+from harness.settings import BackboneSettings, CellSpec, DatasetSettings, StrategySettings, TaskSettings, Training
+from harness.training import TrainingLoop
 
 #: Faster R-CNN small enough for a test: 32 px images, few proposals
 TINY_DETECTION: dict[str, Any] = {
@@ -38,6 +37,8 @@ TINY_DETECTION: dict[str, Any] = {
     "rpn_sampled": 16,
     "roi_sampled": 8,
 }
+#: the offline dataset of a brief run: 32 px, 8 training images, 4 for validation and test
+TINY_DATA: dict[str, Any] = {"image_size": 32, "train": 8, "val": 4, "test": 4}
 TASK_OPTIONS: dict[str, dict[str, Any]] = {"classification": {}, "detection": TINY_DETECTION, "segmentation": {}}
 KINDS = tuple(TASK_OPTIONS)
 
@@ -50,6 +51,8 @@ class BriefRun:
     changed: set[str]
     changed_buffers: set[str]
     outcome: FitOutcome
+    #: what the strategy recorded with the result (`notes`)
+    notes: dict[str, Any]
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -66,17 +69,30 @@ class BriefRun:
         return next(g for g in self.optimizer.param_groups if any(p is parameter for p in g["params"]))
 
 
+def brief_spec(kind: str, backbone: str, training: Training, registry: Registry, strategy: str = "full") -> CellSpec:
+    """The settings of a tiny cell: `kind` on the offline `shapes` dataset at 32 px, 8 training images."""
+    task = registry.create("task", kind, TASK_OPTIONS[kind])
+    return CellSpec(
+        task=TaskSettings(
+            kind=kind, dataset=DatasetSettings(name="shapes", options=TINY_DATA), options=TASK_OPTIONS[kind],
+            metric=task.metrics[0],
+        ),
+        backbone=BackboneSettings(name=backbone),
+        strategy=StrategySettings(name=strategy),
+        training=training,
+        seed=0,
+    )  # fmt: skip
+
+
 def tiny_model(kind: str, backbone: str = "resnet18", registry: Registry | None = None, seed: int = 0) -> Any:
     """(task, model, dataset) for `kind`: a randomly initialised backbone wrapped by the task.
 
     The components come from `registry`, by default this process's: the built-ins and every installed
     plugin (entry points, `BENCH_PLUGINS`), so a plugin's own backbone or dataset is found by name."""
     registry = registry or default_registry()
-    seed_everything(seed)
-    task = registry.create("task", kind, TASK_OPTIONS[kind])
-    dataset = registry.create("dataset", "shapes", {"image_size": 32, "train": 8, "val": 4, "test": 4})
-    module = registry.create("backbone", backbone).build(task.output_stride())
-    return task, task.build_model(module, len(dataset.class_names(kind))), dataset
+    spec = brief_spec(kind, backbone, Training(batch_size=4), registry).model_copy(update={"seed": seed})
+    cell = assemble(spec, registry, setup_for("cpu", spec.training, registry.create("task", kind, TASK_OPTIONS[kind])))
+    return cell.task, cell.model, cell.parts.dataset
 
 
 def train_briefly(
@@ -92,6 +108,7 @@ def train_briefly(
     """Prepare `strategy` on a tiny model and train it for `steps` steps on the CPU (SGD, no momentum,
     no weight decay, constant learning rate 0.1, unless `training` says otherwise). `backbone` is any
     installed backbone; `registry` replaces the installed plugins (a test's own)."""
+    registry = registry or default_registry()
     settings = Training(
         **{
             "epochs": steps,
@@ -106,34 +123,14 @@ def train_briefly(
             **training,
         }
     )
-    task, model, dataset = tiny_model(kind, backbone, registry)
-    setup = setup_for("cpu", settings, task)
-    loaders = {
-        split: make_loader(dataset.load(kind, split), task, settings.batch_size, setup, 0, train=split == "train")
-        for split in ("train", "val", "test")
-    }
-    classes = len(dataset.class_names(kind))
-    total, epochs = step_budget(settings, len(loaders["train"]))
-    context = TrainingContext(
-        task,
-        setup.device,
-        len(loaders["train"]),
-        total,
-        teacher,
-        epochs=epochs,
-        train_loader=loaders["train"],
-        num_classes=classes,
-        autocast=setup.autocast,
-        dataset=dataset,
-    )
-    strategy.context = context
-    groups = call(strategy.prepare, model, context=context)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    spec = brief_spec(kind, backbone, settings, registry, strategy.name or "custom")
+    setup = setup_for("cpu", settings, registry.create("task", kind, TASK_OPTIONS[kind]))
+    cell = assemble(spec, registry, setup, strategy=strategy, teacher=teacher)
+    model = cell.model
     parameters = {n for n, _ in model.named_parameters()}
-    loop = TrainingLoop(
-        model, task, strategy, groups, loaders, settings, setup, task.metrics[0], classes, Observer(), context
-    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loop = TrainingLoop(cell)
     outcome = strategy.fit(loop)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    return BriefRun(model, changed & parameters, changed - parameters, outcome)
+    return BriefRun(model, changed & parameters, changed - parameters, outcome, loop.notes)

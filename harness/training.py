@@ -7,63 +7,22 @@ supplies the parameter groups and its callbacks, so the loop itself stays a plai
 from __future__ import annotations
 
 import math
-import random
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from harness.assembly import AssembledCell
 from harness.callbacks import call
-from harness.components import ParamGroup, Strategy, Task, TaskModel, TrainingContext
-from harness.devices import DeviceSetup, synchronized
+from harness.clock import LoopClock
+from harness.components import FitOutcome, ParamGroup, Task, TaskModel
+from harness.devices import DeviceSetup
 from harness.errors import BenchError, Diverged
-from harness.progress import Observer
-from harness.suite import Training
-from harness.timing import warmup_steps
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def make_loader(
-    dataset: torch.utils.data.Dataset,
-    task: Task,
-    batch_size: int,
-    setup: DeviceSetup,
-    workers: int,
-    *,
-    train: bool,
-    seed: int = 0,
-) -> DataLoader:
-    """A DataLoader that keeps a GPU fed (workers, pinned memory) and is seeded for training."""
-    generator = torch.Generator().manual_seed(seed) if train else None
-    size = len(dataset)  # type: ignore[arg-type]
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        drop_last=train and size > batch_size,
-        collate_fn=task.collate,
-        num_workers=workers,
-        pin_memory=setup.is_cuda,
-        persistent_workers=workers > 0,
-        worker_init_fn=_seed_worker if workers > 0 else None,
-        generator=generator,
-    )
+from harness.events import EpochFinished, EpochStarted, Observer, Step
+from harness.settings import Training, step_budget
 
 
 def build_optimizer(
@@ -81,22 +40,9 @@ def build_optimizer(
     param_groups: list[dict[str, Any]] = []
     seen: set[int] = set()
     for group in groups:
-        params = [p for p in group["params"] if id(p) not in seen]
+        params = [p for p in group.params if id(p) not in seen]
         seen.update(id(p) for p in params)
-        if not params:
-            continue
-        scale = float(group.get("lr_scale", 1.0))
-        decay = float(group.get("weight_decay", training.weight_decay))
-        name = group.get("name", "")
-        split = bool(group.get("no_decay_norm_bias", training.no_decay_norm_bias)) and decay > 0
-        flat = [p for p in params if p.ndim <= 1] if split else []
-        shaped = [p for p in params if p.ndim > 1] if split else params
-        for members, group_decay in ((shaped, decay), (flat, 0.0)):
-            if members:
-                param_groups.append(
-                    {"params": members, "lr": training.lr * scale, "lr_scale": scale, "weight_decay": group_decay,
-                     "name": name}
-                )  # fmt: skip
+        param_groups += _optimizer_groups(group, params, training)
     if not any(p.requires_grad for g in param_groups for p in g["params"]):
         raise ValueError("the strategy left no parameter to train")
     if model is not None:
@@ -108,6 +54,22 @@ def build_optimizer(
     return torch.optim.SGD(param_groups, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay)
 
 
+def _optimizer_groups(group: ParamGroup, params: list[torch.nn.Parameter], training: Training) -> list[dict[str, Any]]:
+    """A strategy's group as torch's: one, or two with its one-dimensional parameters apart, without decay."""
+    decay = training.weight_decay if group.weight_decay is None else float(group.weight_decay)
+    own = group.no_decay_norm_bias
+    split = (training.no_decay_norm_bias if own is None else own) and decay > 0
+    flat = [p for p in params if p.ndim <= 1] if split else []
+    shaped = [p for p in params if p.ndim > 1] if split else params
+    scale = float(group.lr_scale)
+    common = {"lr": training.lr * scale, "lr_scale": scale, "name": group.name}
+    return [
+        {"params": members, "weight_decay": group_decay, **common}
+        for members, group_decay in ((shaped, decay), (flat, 0.0))
+        if members
+    ]
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     """Linear warmup over `warmup` steps, then constant or cosine decay to zero at `total`."""
     if step < warmup:
@@ -116,40 +78,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
         return 1.0
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def step_budget(training: Training, steps_per_epoch: int) -> tuple[int, int]:
-    """(optimizer steps, epochs) of a cell: `epochs` full passes, cut at `max_steps` if given."""
-    total = training.epochs * steps_per_epoch
-    if training.max_steps is not None:
-        total = min(total, training.max_steps)
-    return total, math.ceil(total / steps_per_epoch)
-
-
-@dataclass
-class FitOutcome:
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=dict)
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    samples: int = 0
-    steps: int = 0
-    #: the optimizer as training left it (its groups, learning rates and state)
-    optimizer: torch.optim.Optimizer | None = None
-    #: test-split metrics of the evaluated model (empty when the loop ran without a test split)
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    #: per-image test scores of the metrics that are means over images (`Task.evaluate_per_image`)
-    per_image: dict[str, list[float]] = field(default_factory=dict)
-    #: the model that was validated last and tested: the trained one, or what `on_train_end` returned
-    model: TaskModel | None = None
-    #: of `train_seconds`, the time the loop waited for the next batch (loading and copying it)
-    data_wait_seconds: float = 0.0
-    #: the steps left out of `samples_per_second` (allocator, kernel selection, compilation)
-    warmup_steps: int = 0
-    #: training samples per second after the warm-up steps, data wait excluded
-    samples_per_second: float = 0.0
-    #: the first compiled step's time beyond an ordinary step's (not in `train_seconds`)
-    compile_seconds: float = 0.0
 
 
 def to_memory_format(batch: Any, setup: DeviceSetup) -> Any:
@@ -188,40 +116,51 @@ class TrainingLoop:
     """One cell's training and evaluation, calling the strategy at its documented points.
 
     Order of calls (docs/writing-plugins.md): for each epoch `on_epoch_start`, `model.train()`,
-    `train_mode`; per step `on_step_start`, the task's loss and outputs plus `extra_loss`, backward,
-    the optimizer and schedule steps, `on_step_end`; then `on_epoch_end` and the epoch's validation.
-    After the last epoch, `on_train_end` picks the model that the final validation and the test see.
+    `train_mode`; per step `on_step_start`, `take_step` (by default one closure: the task's loss and
+    outputs plus `extra_loss`, backward), clipping, the optimizer and schedule steps, `on_step_end`;
+    then `on_epoch_end` and the epoch's validation. After the last epoch, `on_train_end` picks the
+    model that the final validation and the test see.
+
+    The loop hands each callback what it asks for (`context`, `optimizer`, `schedule`, `notes`, ...);
+    it writes nothing into the strategy's context. Its timing bookkeeping is a `LoopClock`.
     """
 
-    def __init__(
-        self,
-        model: TaskModel,
-        task: Task,
-        strategy: Strategy,
-        groups: Sequence[ParamGroup],
-        loaders: dict[str, DataLoader],
-        training: Training,
-        setup: DeviceSetup,
-        metric: str,
-        num_classes: int,
-        observer: Observer,
-        context: TrainingContext,
-    ) -> None:
-        self.model, self.task, self.strategy = model, task, strategy
-        self.loaders, self.training, self.setup = loaders, training, setup
-        self.metric, self.num_classes, self.observer, self.context = metric, num_classes, observer, context
-        self.total, self.epochs = step_budget(training, len(loaders["train"]))
-        warmup = int(training.warmup_fraction * self.total)
-        self.optimizer = build_optimizer(groups, training, model)
+    def __init__(self, cell: AssembledCell, observer: Observer | None = None) -> None:
+        self.cell, self.observer = cell, observer or Observer()
+        self.model, self.task, self.strategy, self.setup = cell.model, cell.task, cell.strategy, cell.setup
+        self.context, self.training = cell.context, cell.spec.training
+        self.loaders = dict(cell.loaders)
+        #: what the strategy and the loop record with the result, e.g. {"feature_cache": "used"}
+        self.notes = cell.notes
+        self.total, self.epochs = step_budget(self.training, len(self.loaders["train"]))
+        warmup = int(self.training.warmup_fraction * self.total)
+        self.optimizer = build_optimizer(cell.groups, self.training, self.model)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total, warmup, training.schedule)
+            self.optimizer, lambda s: lr_factor(s, self.total, warmup, self.training.schedule)
         )
-        context.optimizer, context.schedule = self.optimizer, self.schedule
-        context.epochs, context.total_steps = self.epochs, self.total
+        self._use(self.model)
+
+    @property
+    def metric(self) -> str:
+        return self.cell.spec.task.metric
 
     def evaluate(self, model: TaskModel, split: str) -> dict[str, float | None]:
         """Metrics of `model` on `split` ("val" or "test")."""
-        return evaluate(model, self.task, self.loaders[split], self.setup, self.num_classes)
+        return evaluate(model, self.task, self.loaders[split], self.setup, self.cell.num_classes)
+
+    def offered(self) -> dict[str, Any]:
+        """What every callback may ask for by name, besides its own arguments."""
+        return {"context": self.context, "optimizer": self.optimizer, "schedule": self.schedule, "notes": self.notes}
+
+    def _use(self, model: TaskModel) -> None:
+        """Make `model` the one the training steps train: its memory format, its forward, a grad scaler."""
+        setup = self.setup
+        if setup.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.eager = model
+        self.forward: torch.nn.Module = model
+        self.scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
+        self.trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def run(
         self,
@@ -237,137 +176,123 @@ class TrainingLoop:
         if loaders is not None:
             self.loaders = {**self.loaders, **loaders}
         model = model or self.model
-        strategy, context, setup = self.strategy, self.context, self.setup
-        if setup.channels_last:
-            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.eager = model
-        self.forward = self._compiled(model) if setup.compile else model
-        self.scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler())
-        self.trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
-        steps_per_epoch = len(self.loaders["train"])
-        outcome = FitOutcome(
-            optimizer=self.optimizer, train_seconds=train_seconds, eval_seconds=eval_seconds, model=model
-        )
-        warmup = warmup_steps(self.total)
-        if setup.compile and self.total > 1:
-            warmup = max(warmup, 1)  # the compiling step never counts toward the throughput
-        outcome.warmup_steps = warmup
-        measured_seconds = measured_samples = 0.0
-        window = window_wait = first_step_seconds = 0.0  # the throughput window: opened at, data wait then
+        if model is not self.eager:
+            self._use(model)
+        if self.setup.compile:
+            self.forward = self._compiled(model)
+        sync = (lambda: torch.cuda.synchronize(self.setup.device)) if self.setup.is_cuda else (lambda: None)
+        clock = LoopClock(self.total, sync, self.setup.compile, train_seconds, eval_seconds)
+        outcome = FitOutcome(optimizer=self.optimizer, model=model, warmup_steps=clock.warmup)
         step = 0
         for epoch in range(self.epochs):
-            call(strategy.on_epoch_start, model, epoch, context=context)
-            model.train()
-            strategy.train_mode(model)
-            self.observer.epoch_started(epoch, min(steps_per_epoch, self.total - step), epochs=self.epochs)
-            loss_sum = torch.zeros((), device=setup.device)
-            epoch_steps = 0
-            batches = iter(self.loaders["train"])
-            with synchronized(setup):
-                started = last_event = time.perf_counter()
-                samples_since = steps_since = 0
-                while step < self.total:
-                    waiting = time.perf_counter()
-                    batch = next(batches, None)
-                    if batch is None:
-                        break
-                    batch = to_memory_format(self.task.to_device(batch, setup.device), setup)
-                    now = time.perf_counter()
-                    outcome.data_wait_seconds += now - waiting
-                    if step == warmup:  # the throughput window opens: what was queued belongs to the warm-up
-                        if setup.is_cuda:
-                            torch.cuda.synchronize(setup.device)
-                        window, window_wait = time.perf_counter(), outcome.data_wait_seconds
-                    loss = self._step(model, batch, step)
-                    if step == 0 and setup.compile:
-                        if setup.is_cuda:
-                            torch.cuda.synchronize(setup.device)
-                        first_step_seconds = time.perf_counter() - now
-                    loss_sum += loss.detach().float()
-                    step += 1
-                    epoch_steps += 1
-                    steps_since += 1
-                    size = self.task.batch_size(batch)
-                    outcome.samples += size
-                    samples_since += size
-                    if step > warmup:
-                        measured_samples += size
-                    now = time.perf_counter()
-                    if now - last_event >= STEP_EVENT_INTERVAL or step == self.total or epoch_steps == steps_per_epoch:
-                        running = loss_sum.item() / epoch_steps
-                        if not math.isfinite(running):
-                            raise Diverged(f"non-finite loss at step {step} (epoch {epoch + 1})")
-                        group = self.optimizer.param_groups[0]
-                        self.observer.step(
-                            running,
-                            steps_since,
-                            step=step,
-                            lr=group["lr"] / group.get("lr_scale", 1.0),
-                            samples_per_second=samples_since / max(now - last_event, 1e-9),
-                        )
-                        last_event, samples_since, steps_since = now, 0, 0
-                train_loss = loss_sum.item() / max(1, epoch_steps)
-                if not math.isfinite(train_loss):
-                    raise Diverged(f"non-finite loss in epoch {epoch + 1}")
-                call(strategy.on_epoch_end, model, epoch, train_loss=train_loss, context=context)
-                last = epoch == self.epochs - 1
-                if last:
-                    chosen = call(strategy.on_train_end, model, context=context)
-                    if chosen is not None:
-                        if not isinstance(chosen, TaskModel):
-                            raise BenchError(f"on_train_end returned {type(chosen).__name__}, not a TaskModel")
-                        outcome.model = model = chosen
-            ended = time.perf_counter()
-            outcome.train_seconds += ended - started
-            if step > warmup:  # the window's part of this epoch, data wait excluded
-                opened = max(started, window)
-                measured_seconds += ended - opened - (outcome.data_wait_seconds - window_wait)
-                window, window_wait = ended, outcome.data_wait_seconds
+            step, train_loss = self._epoch(outcome, clock, epoch, step)
             outcome.steps = step
-            with synchronized(setup):
-                started = time.perf_counter()
-                val = self.evaluate(model, "val")
-            outcome.eval_seconds += time.perf_counter() - started
+            with clock.evaluation():
+                val = self.evaluate(outcome.model, "val")  # type: ignore[arg-type]
             self._record(outcome, epoch, step, train_loss, val)
-        if setup.compile and step > 1:
-            # the first step compiled: its time beyond an ordinary step's is compilation, kept apart
-            ordinary = (outcome.train_seconds - train_seconds - first_step_seconds) / (step - 1)
-            outcome.compile_seconds = max(0.0, first_step_seconds - ordinary)
-            outcome.train_seconds -= outcome.compile_seconds
-        elif setup.compile and context.notes.get("compile") == "used":
-            context.notes["compile"] = "used; a one-step run: its compile time is in train_seconds"
-        if measured_samples and measured_seconds > 0:
-            outcome.samples_per_second = measured_samples / measured_seconds
-        elif outcome.train_seconds > 0:
-            outcome.samples_per_second = outcome.samples / max(outcome.train_seconds - outcome.data_wait_seconds, 1e-9)
-        if "test" in self.loaders:
-            with synchronized(setup):
-                started = time.perf_counter()
-                outcome.metrics, outcome.per_image = evaluate_per_image(
-                    model, self.task, self.loaders["test"], setup, self.num_classes
-                )
-            outcome.eval_seconds += time.perf_counter() - started
+        self._finish(outcome, clock, step)
         return outcome
 
-    def _step(self, model: TaskModel, batch: Any, step: int) -> torch.Tensor:
-        """One optimizer step with the strategy's callbacks around it; the loss it took."""
-        strategy, context = self.strategy, self.context
-        call(strategy.on_step_start, model, step, context=context)
-        with self.setup.autocast():
-            loss, outputs = self._loss_and_outputs(batch, step)
-            extra = call(strategy.extra_loss, model, batch=batch, outputs=outputs, context=context)
-            if extra is not None:
-                loss = loss + extra
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+    def _epoch(self, outcome: FitOutcome, clock: LoopClock, epoch: int, step: int) -> tuple[int, float]:
+        """Train one epoch from step `step`; (the steps done in all, the epoch's mean training loss)."""
+        model, strategy, setup = outcome.model, self.strategy, self.setup
+        assert model is not None
+        call(strategy.on_epoch_start, model, epoch, **self.offered())
+        model.train()
+        strategy.train_mode(model)
+        steps_per_epoch = len(self.loaders["train"])
+        self.observer.emit(EpochStarted(epoch=epoch, steps=min(steps_per_epoch, self.total - step), epochs=self.epochs))
+        loss_sum = torch.zeros((), device=setup.device)
+        epoch_steps = 0
+        batches = iter(self.loaders["train"])
+        progress = _StepEvents(self.observer, self.optimizer)
+        clock.start_epoch()
+        while step < self.total:
+            batch = clock.next_batch(batches, self.on_device)
+            if batch is None:
+                break
+            clock.before_step(step)
+            loss = self.train_step(model, batch, step)
+            size = self.task.batch_size(batch)
+            clock.after_step(step, size)
+            loss_sum += loss.detach().float()
+            step, epoch_steps = step + 1, epoch_steps + 1
+            outcome.samples += size
+            if progress.due(size) or step == self.total or epoch_steps == steps_per_epoch:
+                progress.send(loss_sum, epoch_steps, step, epoch)
+        train_loss = loss_sum.item() / max(1, epoch_steps)
+        if not math.isfinite(train_loss):
+            raise Diverged(f"non-finite loss in epoch {epoch + 1}")
+        call(strategy.on_epoch_end, model, epoch, train_loss=train_loss, **self.offered())
+        if epoch == self.epochs - 1:
+            chosen = call(strategy.on_train_end, model, **self.offered())
+            if chosen is not None:
+                if not isinstance(chosen, TaskModel):
+                    raise BenchError(f"on_train_end returned {type(chosen).__name__}, not a TaskModel")
+                outcome.model = chosen
+        clock.end_epoch(step)
+        return step, train_loss
+
+    def on_device(self, batch: Any) -> Any:
+        """A loader's batch on the cell's device, in its memory format."""
+        return to_memory_format(self.task.to_device(batch, self.setup.device), self.setup)
+
+    def _finish(self, outcome: FitOutcome, clock: LoopClock, step: int) -> None:
+        """The run's timings, and the test split's metrics of the model that was validated last."""
+        outcome.compile_seconds = clock.compile_seconds(step)
+        if self.setup.compile and step <= 1 and self.notes.get("compile") == "used":
+            self.notes["compile"] = "used; a one-step run: its compile time is in train_seconds"
+        outcome.samples_per_second = clock.samples_per_second(outcome.samples)
+        if "test" in self.loaders:
+            with clock.evaluation():
+                outcome.metrics, outcome.per_image = evaluate_per_image(
+                    outcome.model,  # type: ignore[arg-type]
+                    self.task,
+                    self.loaders["test"],
+                    self.setup,
+                    self.cell.num_classes,
+                )
+        outcome.train_seconds, outcome.eval_seconds = clock.train_seconds, clock.eval_seconds
+        outcome.data_wait_seconds = clock.data_wait_seconds
+
+    def train_step(self, model: TaskModel, batch: Any, step: int) -> torch.Tensor:
+        """One optimizer step with the strategy's callbacks around it; the loss it took.
+
+        The strategy's `take_step` computes the gradients (one closure by default, two for SAM); then
+        the loop unscales them (AMP), clips them (`grad_clip`), steps the optimizer through the grad
+        scaler and the schedule. Used by `run` and by the estimate's calibration alike."""
+        strategy = self.strategy
+        offered = self.offered()
+        call(strategy.on_step_start, model, step, **offered)
+        loss = call(strategy.take_step, model, self.closure(model, batch, step), grad_scale=self._grad_scale, **offered)
         if self.training.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trainable, self.training.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
-        call(strategy.on_step_end, model, step, optimizer=self.optimizer, loss=loss, context=context)
-        return loss
+        call(strategy.on_step_end, model, step, loss=loss, **offered)
+        return loss  # type: ignore[no-any-return]
+
+    def _grad_scale(self) -> float:
+        """The grad scaler's factor now (1.0 without one): gradients read before the step are this much too large."""
+        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+
+    def closure(self, model: TaskModel, batch: Any, step: int) -> Callable[[], torch.Tensor]:
+        """Zero the gradients, then the task's loss plus the strategy's `extra_loss` under the cell's
+        precision, backward through the grad scaler; returns the loss (unscaled)."""
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.setup.autocast():
+                loss, outputs = self._loss_and_outputs(batch, step)
+                extra = call(self.strategy.extra_loss, model, batch=batch, outputs=outputs, **self.offered())
+                if extra is not None:
+                    loss = loss + extra
+            self.scaler.scale(loss).backward()
+            return loss
+
+        return closure
 
     def _loss_and_outputs(self, batch: Any, step: int) -> tuple[torch.Tensor, Any]:
         """The task's loss through the compiled forward; on the first step, eager if compiling fails."""
@@ -386,7 +311,7 @@ class TrainingLoop:
             compiled = torch.compile(model)
         except Exception as exc:  # e.g. a Python torch cannot compile on
             return self._eager_after("unavailable", exc)
-        self.context.notes["compile"] = "used"
+        self.notes["compile"] = "used"
         return compiled  # type: ignore[return-value]
 
     def _eager_after(self, what: str, exc: Exception) -> TaskModel:
@@ -394,7 +319,7 @@ class TrainingLoop:
         text = str(exc).strip()
         reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
         warnings.warn(f"torch.compile {what}, training eagerly: {reason}", RuntimeWarning, stacklevel=3)
-        self.context.notes["compile"] = f"fell back to eager: {reason}"
+        self.notes["compile"] = f"fell back to eager: {reason}"
         return self.eager
 
     def _record(
@@ -408,4 +333,34 @@ class TrainingLoop:
         # None: the metric is undefined on this split (e.g. no ground truth); any number beats it
         if not outcome.best or (value is not None and (best is None or value > best)):
             outcome.best = {"metric": metric, "value": value, "epoch": epoch + 1, "step": step}
-        self.observer.epoch_finished(epoch, val, train_loss=train_loss, step=step)
+        self.observer.emit(EpochFinished(epoch=epoch, step=step, train_loss=train_loss, val=val))
+
+
+class _StepEvents:
+    """Step events at most every `STEP_EVENT_INTERVAL` seconds: reading the running loss syncs the device."""
+
+    def __init__(self, observer: Observer, optimizer: torch.optim.Optimizer) -> None:
+        self.observer, self.optimizer = observer, optimizer
+        self.last = time.perf_counter()
+        self.samples = self.steps = 0
+
+    def due(self, samples: int) -> bool:
+        self.samples, self.steps = self.samples + samples, self.steps + 1
+        return time.perf_counter() - self.last >= STEP_EVENT_INTERVAL
+
+    def send(self, loss_sum: torch.Tensor, epoch_steps: int, step: int, epoch: int) -> None:
+        running = loss_sum.item() / epoch_steps
+        if not math.isfinite(running):
+            raise Diverged(f"non-finite loss at step {step} (epoch {epoch + 1})")
+        now = time.perf_counter()
+        group = self.optimizer.param_groups[0]
+        self.observer.emit(
+            Step(
+                loss=running,
+                steps=self.steps,
+                step=step,
+                lr=group["lr"] / group.get("lr_scale", 1.0),
+                samples_per_second=self.samples / max(now - self.last, 1e-9),
+            )
+        )
+        self.last, self.samples, self.steps = now, 0, 0

@@ -23,13 +23,13 @@ class Recording(Strategy):
     def _note(self, name: str, model: TaskModel, *extra: Any) -> None:
         self.calls.append((name, *extra, model.training, torch.is_grad_enabled()))
 
-    def prepare(self, model: TaskModel, context: TrainingContext) -> list[ParamGroup]:
-        self._note("prepare", model, context.optimizer is None, context.epochs)
+    def prepare(self, model: TaskModel, context: TrainingContext, **offered: Any) -> list[ParamGroup]:
+        self._note("prepare", model, "optimizer" not in offered, context.epochs)
         set_trainable(model, True)
         return backbone_and_head_groups(model)
 
-    def on_epoch_start(self, model: TaskModel, epoch: int, context: TrainingContext) -> None:
-        self._note("on_epoch_start", model, epoch, context.optimizer is not None)
+    def on_epoch_start(self, model: TaskModel, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        self._note("on_epoch_start", model, epoch, optimizer is not None)
 
     def on_step_start(self, model: TaskModel, step: int) -> None:
         self._note("on_step_start", model, step)

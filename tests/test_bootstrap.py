@@ -15,9 +15,9 @@ from scipy import stats
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from harness.driver import run_suite
 from harness.report import build_report
 from harness.result import CellResult, Cost
-from harness.runner import run_suite
 from harness.stats import bootstrap_interval
 from harness.store import Store, UnreadableDocument, parse_result
 from harness.suite import parse_suite

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cell import plan_cells
+from harness.driver import run_suite
 from harness.errors import SuiteError
+from harness.grid import plan_cells
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store, load_results
 from harness.suite import parse_suite
 from harness.testing import tiny_model
@@ -31,6 +31,7 @@ CATALOGUE = [
     {"name": "ema", "options": {"decay": 0.9}},
     {"name": "swa", "options": {"start": 0.5}},
     {"name": "lp_ft", "training": {"epochs": 2, "max_steps": 4}},  # one probe epoch, one fine-tuning epoch
+    {"name": "sam", "options": {"rho": 0.05}},
 ]
 
 
@@ -91,7 +92,7 @@ def test_distillation_learns_from_the_teacher_cell_which_runs_first(registry, ca
         assert (teacher.task, teacher.strategy, teacher.seed) == (student.task, "full", student.seed)
         assert order.index(teacher.key) < order.index(student.key)
         assert teacher.keep_model and store.model_path(teacher.key).is_file()
-        assert student.settings["teacher"]["key"] == teacher.key
+        assert student.settings.teacher.key == teacher.key
 
 
 def test_rerun_recomputes_nothing(registry, catalogue_run) -> None:
@@ -160,7 +161,7 @@ def test_distill_from_a_checkpoint_file(tmp_path: Path, registry) -> None:
     data["training"] = {**data["training"], "max_steps": 2}
     suite = parse_suite(data, "s.toml", registry)
     cells = plan_cells(suite, registry)
-    assert cells[0].settings["strategy"]["teacher_checkpoint"].startswith(f"file:{good}#")
+    assert cells[0].settings.strategy.teacher_checkpoint.startswith(f"file:{good}#")
     run_suite(suite, registry)
     frame = load_results(tmp_path / "out").set_index("strategy")
     assert frame.loc["from-file", "status"] == "ok"

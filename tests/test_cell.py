@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cell import plan_cells
+from harness.grid import plan_cells
 from harness.suite import parse_suite
 from tests.conftest import tiny_suite
 
@@ -36,9 +36,9 @@ def test_scratch_ignores_weights_and_pretrain(tmp_path: Path, registry) -> None:
         backbones=[{"name": "resnet18", "weights": "pretrain:src"}],
     )
     by_strategy = {c.strategy: c for c in _cells(data, registry) if c.task == "cls"}
-    assert by_strategy["scratch"].settings["backbone"]["weights"] == "none"
+    assert by_strategy["scratch"].settings.backbone.weights == "none"
     assert by_strategy["scratch"].pretrain is None
-    assert by_strategy["full"].settings["backbone"]["weights"].startswith("pretrain:src@")
+    assert by_strategy["full"].settings.backbone.weights.startswith("pretrain:src@")
     assert by_strategy["full"].pretrain == "src"
 
 

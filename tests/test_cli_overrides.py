@@ -16,7 +16,8 @@ from harness.cli import create_app
 from harness.errors import BenchError
 from harness.overrides import SHOWN, ShadowedOverride, apply_overrides, parse_override, parse_overrides
 from harness.selection import parse_only
-from harness.suite import Training, load_suite
+from harness.settings import Training
+from harness.suite import load_suite
 from tests.conftest import tiny_dataset, tiny_suite, to_toml
 
 runner = CliRunner()

@@ -16,10 +16,10 @@ from bench_plugins.datasets.common import Transformed
 from bench_plugins.reporters.cells import task_rows
 from PIL import Image
 
+from harness.driver import run_suite
 from harness.errors import SuiteError
 from harness.report import build_report
 from harness.result import CellResult
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from harness.testing import TINY_DETECTION

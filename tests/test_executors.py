@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from harness.claims import Claims
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import RunSummary, run_suite
+from harness.result import RunSummary
 from harness.store import Store, planned_results
 from harness.suite import parse_suite
 from tests import executor_plugins
@@ -148,7 +149,7 @@ def test_a_stale_claim_is_taken_over(tmp_path: Path, registry: Registry) -> None
     data = tiny_suite(output, strategies=[{"name": "linear_probe"}])
     data["tasks"] = data["tasks"][:1]
     suite = parse_suite(data, registry=registry)
-    from harness.cell import plan_cells
+    from harness.grid import plan_cells
 
     (cell,) = plan_cells(suite, registry)
     dead = subprocess.Popen(["true"])

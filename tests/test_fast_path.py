@@ -5,18 +5,21 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from harness.components import ParamGroup
 from harness.devices import execution_settings, resolve_device, setup_for
+from harness.driver import run_suite
 from harness.errors import BenchError
 from harness.registry import Registry
-from harness.runner import run_suite
+from harness.settings import Training
 from harness.store import Store
-from harness.suite import Training, parse_suite
+from harness.suite import parse_suite
 from harness.testing import train_briefly
 from harness.timing import SeedTiming, judge_timing, warmup_steps
 from harness.training import build_optimizer
@@ -118,7 +121,7 @@ def test_biases_and_norm_weights_get_no_weight_decay(registry: Registry) -> None
     # off for the suite, or for one group: everything decays as before
     everything = build_optimizer(groups, Training(weight_decay=0.05, no_decay_norm_bias=False), model)
     assert {g["weight_decay"] for g in everything.param_groups} == {0.05}
-    own = [{**g, "no_decay_norm_bias": False} for g in groups]
+    own = [replace(g, no_decay_norm_bias=False) for g in groups]
     assert {g["weight_decay"] for g in build_optimizer(own, Training(weight_decay=0.05), model).param_groups} == {0.05}
 
 
@@ -126,7 +129,7 @@ def test_without_decay_a_bias_with_no_gradient_stays_put(registry: Registry) -> 
     """The split's effect in a step: decay alone moves the matrices, not the biases."""
     layer = torch.nn.Linear(3, 2)
     before = {n: p.detach().clone() for n, p in layer.named_parameters()}
-    optimizer = build_optimizer([{"params": list(layer.parameters())}], Training(lr=0.1, weight_decay=0.5))  # type: ignore[list-item]
+    optimizer = build_optimizer([ParamGroup(params=list(layer.parameters()))], Training(lr=0.1, weight_decay=0.5))
     for p in layer.parameters():
         p.grad = torch.zeros_like(p)
     optimizer.step()
@@ -220,15 +223,15 @@ class SlowLoader:
 def test_data_wait_is_measured_apart_from_compute_and_left_out_of_throughput(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harness.testing as testing
+    import harness.assembly as assembly
 
-    real = testing.make_loader
+    real = assembly.make_loader
 
     def slow(*args: Any, train: bool, **kwargs: Any) -> Any:
         loader = real(*args, train=train, **kwargs)
         return SlowLoader(loader, 0.05) if train else loader
 
-    monkeypatch.setattr(testing, "make_loader", slow)
+    monkeypatch.setattr(assembly, "make_loader", slow)
     run = train_briefly(registry.create("strategy", "linear_probe", {"cache_features": False}), steps=8)
     outcome = run.outcome
     assert outcome.steps == 8 and outcome.warmup_steps == warmup_steps(8) == 2

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from tests.conftest import tiny_suite

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from harness.cell import plan_cells
 from harness.cli import create_app
+from harness.driver import run_suite
 from harness.errors import SuiteError
 from harness.formatting import MAX_MESSAGE, clip_message
+from harness.grid import plan_cells
 from harness.registry import Registry
 from harness.result import CellResult, Cost
-from harness.runner import run_suite
 from harness.store import Store, read_planned
 from harness.suite import parse_suite
 from tests.conftest import tiny_dataset, tiny_suite, to_toml

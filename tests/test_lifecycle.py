@@ -13,15 +13,16 @@ from typer.testing import CliRunner
 
 from harness import hookimpl
 from harness.callbacks import call
-from harness.cell import plan_cells
 from harness.cli import create_app
 from harness.devices import resolve_device
+from harness.driver import run_suite
+from harness.grid import plan_cells
+from harness.loaders import make_loader
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from harness.testing import tiny_model, train_briefly
-from harness.training import evaluate, make_loader
+from harness.training import evaluate
 from tests import lifecycle_plugins
 from tests.conftest import tiny_suite
 

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from harness import ParamGroup, Strategy, TaskModel, hookimpl
 from harness.cli import create_app
+from harness.driver import run_suite
 from harness.extras import install_hint
 from harness.registry import Registry
-from harness.result import CellResult
-from harness.runner import RunSummary, run_suite
+from harness.result import CellResult, RunSummary
 from harness.store import Store
 from harness.suite import parse_suite
 from tests.conftest import tiny_dataset, tiny_suite, to_toml
@@ -222,4 +222,3 @@ def test_a_missing_extra_is_named_when_the_suite_loads(tmp_path: Path, app, monk
     line = _error(cli.invoke(app, ["run", str(_file(tmp_path)), "--logger", "tensorboard"]))
     assert line.startswith("error: --logger: loggers[0].name: ") and "needs TensorBoard" in line
     assert MLflow(None).available() is not None
-

@@ -9,9 +9,10 @@ import torch
 from torchvision import models
 from typer.testing import CliRunner
 
+from harness.assembly import load_weights
 from harness.cli import create_app
+from harness.driver import run_suite
 from harness.errors import SuiteError
-from harness.runner import _load_weights, run_suite
 from harness.store import Store, load_results
 from harness.suite import parse_suite
 from tests.conftest import tiny_suite
@@ -52,7 +53,7 @@ def test_cached_weights_load_by_name(registry, hub: Path, tmp_path: Path) -> Non
     state = _cache_resnet18(hub)
     plugin = registry.create("backbone", "resnet18")
     module = plugin.build()
-    _load_weights(plugin, module, "named:IMAGENET1K_V1@resnet18-f37072fd.pth", Store(tmp_path))
+    load_weights(plugin, module, "named:IMAGENET1K_V1@resnet18-f37072fd.pth", Store(tmp_path))
     assert torch.equal(module.stages[0][0].weight, state["conv1.weight"])
     assert torch.equal(module.stages[4][1].bn2.running_var, state["layer4.1.bn2.running_var"])
 
@@ -66,7 +67,7 @@ def test_cached_weights_load_by_name(registry, hub: Path, tmp_path: Path) -> Non
     frame = load_results(tmp_path / "out")
     assert list(frame["status"]) == ["ok"]
     cell = Store(tmp_path / "out").load(frame["key"][0])
-    assert cell.settings["backbone"]["weights"] == "named:IMAGENET1K_V1@resnet18-f37072fd.pth"  # DEFAULT resolved
+    assert cell.settings.backbone.weights == "named:IMAGENET1K_V1@resnet18-f37072fd.pth"  # DEFAULT resolved
 
 
 def test_missing_weights_offline_fail_the_cell_naming_file_and_place(registry, hub: Path, tmp_path: Path) -> None:

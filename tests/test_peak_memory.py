@@ -9,8 +9,8 @@ import torch
 
 from harness.cost import PeakMemory
 from harness.devices import DeviceSetup
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from tests.conftest import tiny_suite

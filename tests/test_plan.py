@@ -14,10 +14,28 @@ from typer.testing import CliRunner
 from harness.cell import Cell
 from harness.cli import create_app
 from harness.estimate import GroupEstimate, cell_jobs, wall_hours
+from harness.settings import (
+    BackboneSettings,
+    CellSpec,
+    DatasetSettings,
+    StrategySettings,
+    TaskSettings,
+    Training,
+)
 from tests.conftest import tiny_suite, to_toml
 
 runner = CliRunner()
 app = create_app()
+
+
+#: the settings of a cell the estimate's helpers can read
+SPEC = CellSpec(
+    task=TaskSettings(kind="classification", dataset=DatasetSettings(name="shapes"), metric="top1"),
+    backbone=BackboneSettings(name="resnet18"),
+    strategy=StrategySettings(name="full"),
+    training=Training(),
+    seed=0,
+)
 
 
 def _suite(tmp_path: Path, **overrides: Any) -> Path:
@@ -75,10 +93,7 @@ def test_a_group_whose_flops_cannot_be_counted_says_why(tmp_path: Path, monkeypa
     text = _plan(str(_suite(tmp_path))).output
     assert "estimated total: unknown" in text and "wall time" not in text
     # a model that cannot be built: the exception, in one line
-    settings = {
-        "task": {"kind": "classification", "options": {}, "dataset": {"name": "shapes", "options": {}}},
-        "backbone": {"name": "resnet18", "options": {"no_such_option": 1}},
-    }
+    settings = SPEC.model_copy(update={"backbone": BackboneSettings(name="resnet18", options={"no_such_option": 1})})
     why = estimate.count_flops(Cell("k", "cls", "resnet18", "full", 0, settings), Registry(entry_points=False), 5)
     assert why == "ValidationError: 1 validation error for NoOptions"
 
@@ -156,10 +171,10 @@ def test_wall_hours_respects_dependencies() -> None:
 
 
 def test_cell_jobs_wait_for_teachers_and_pretraining() -> None:
-    stage = Cell("pre", "pretrain:src", "resnet18", "full", 0, {})
-    teacher = Cell("t", "cls", "resnet18", "full", 0, {}, pretrain="src", keep_model=True)
-    student = Cell("s", "cls", "resnet18", "distill", 0, {}, teacher="t")
-    other = Cell("o", "seg", "resnet18", "full", 0, {})
+    stage = Cell("pre", "pretrain:src", "resnet18", "full", 0, SPEC)
+    teacher = Cell("t", "cls", "resnet18", "full", 0, SPEC, pretrain="src", keep_model=True)
+    student = Cell("s", "cls", "resnet18", "distill", 0, SPEC, teacher="t")
+    other = Cell("o", "seg", "resnet18", "full", 0, SPEC)
     groups = [
         GroupEstimate("pretrain:src", "resnet18", 1, 1, 1, 1.0, "x", keys=["pre"]),
         GroupEstimate("cls", "resnet18", 2, 1, 1, 1.0, "x", keys=["t", "s"]),

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
+from harness.driver import run_suite
 from harness.errors import BenchError
-from harness.runner import run_suite
 from harness.store import load_results
 from harness.suite import parse_suite
 from harness.testing import TINY_DETECTION

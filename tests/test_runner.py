@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from harness import Dataset, ParamGroup, Strategy, TaskModel, hookimpl
+from harness.driver import run_suite
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from tests.conftest import tiny_dataset, tiny_suite

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from harness import hookimpl
 from harness import store as store_module
 from harness.cli import create_app
-from harness.progress import Observer
+from harness.driver import run_suite
+from harness.events import Event, Message, Observer
 from harness.registry import Registry
-from harness.result import CellResult, Cost
-from harness.runner import RunSummary, run_suite
+from harness.result import CellResult, Cost, RunSummary
 from harness.store import (
     SCHEMA,
     NotOverwritten,
@@ -41,8 +41,9 @@ class Recorder(Observer):
     def __init__(self) -> None:
         self.messages: list[str] = []
 
-    def message(self, text: str) -> None:
-        self.messages.append(text)
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Message):
+            self.messages.append(event.text)
 
 
 def _result(key: str, status: str = "ok", top1: float = 0.5, seed: int = 0, strategy: str = "full") -> CellResult:
@@ -165,7 +166,7 @@ def test_a_garbage_manifest_falls_back_to_every_cell(tmp_path: Path) -> None:
 def test_run_moves_corrupt_cells_aside_keeps_newer_ones_and_goes_on(tmp_path: Path, registry: Registry) -> None:
     data = _data(tmp_path / "out", seeds=[0, 1])
     suite = parse_suite(data, registry=registry)
-    from harness.cell import plan_cells
+    from harness.grid import plan_cells
 
     keys = [c.key for c in plan_cells(suite, registry)]
     store = Store(tmp_path / "out")
@@ -200,7 +201,7 @@ def test_run_moves_corrupt_cells_aside_keeps_newer_ones_and_goes_on(tmp_path: Pa
 def test_run_reports_the_newer_cell_as_skipped_with_its_reason(tmp_path: Path, registry: Registry) -> None:
     data = _data(tmp_path / "out")
     data["strategies"] = data["strategies"][:1]
-    from harness.cell import plan_cells
+    from harness.grid import plan_cells
 
     (cell,) = plan_cells(parse_suite(data, registry=registry), registry)
     store = Store(tmp_path / "out")
@@ -336,7 +337,7 @@ def test_a_write_failure_in_a_worker_process_stops_the_suite(tmp_path: Path) -> 
         executor={"name": "processes", "options": {"slots": 1, "threads": 1}},
         strategies=[{"name": "blocks_result"}, {"name": "scratch"}, {"name": "linear_probe"}],
     )
-    from harness.cell import plan_cells
+    from harness.grid import plan_cells
 
     cells = plan_cells(parse_suite(data, registry=registry), registry)
     blocked = Store(tmp_path / "out").cell_path(cells[0].key)

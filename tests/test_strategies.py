@@ -11,7 +11,7 @@ import pytest
 import torch
 from bench_plugins.tasks.distillation import feature_mse, pixel_kl, soft_label_kl
 
-from harness.freezing import NORM_TYPES
+from harness.batchnorm import NORM_TYPES
 from harness.registry import Registry
 from harness.testing import KINDS, BriefRun, tiny_model, train_briefly
 

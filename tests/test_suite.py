@@ -30,13 +30,13 @@ def test_bundled_quickstart_suite_is_valid(registry) -> None:
 
 
 def test_bundled_catalogue_runs_every_builtin_strategy_on_every_task_kind(registry) -> None:
-    from harness.cell import plan_cells
+    from harness.grid import plan_cells
     from harness.registry import BUILTIN
 
     suite = load_suite(Path(__file__).parents[1] / "suites" / "catalogue.toml", registry)
     cells = plan_cells(suite, registry)
     builtin = {e.name for e in registry.all() if e.kind == "strategy" and e.provider == BUILTIN}
-    assert {c.settings["strategy"]["name"] for c in cells} == builtin
+    assert {c.settings.strategy.name for c in cells} == builtin
     assert not [c.skip_reason for c in cells if c.skip_reason]
     assert all(c.teacher for c in cells if c.strategy == "distill")
 

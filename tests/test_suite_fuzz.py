@@ -45,7 +45,7 @@ from typer.testing import CliRunner
 from harness import estimate
 from harness.cli import create_app
 from harness.registry import default_registry
-from harness.suite import TrainingOverrides
+from harness.settings import TrainingOverrides
 
 #: examples per test: `valid` for valid suites, `mutation` per mutation kind (x len(MUTATIONS)), `bytes` for
 #: byte-level mutations, `spelling` for number spellings

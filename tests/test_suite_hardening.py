@@ -17,9 +17,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.cell import plan_cells
 from harness.cli import create_app
 from harness.errors import SuiteError
+from harness.grid import plan_cells
 from harness.suite import MAX_SUITE_BYTES, load_suite, parse_suite, with_overrides
 from tests.conftest import tiny_suite, to_toml
 
@@ -75,7 +75,7 @@ def test_command_line_overrides_keep_every_sweep(tmp_path: Path, registry, overr
     suite = parse_suite(_swept(tmp_path), "s.toml", registry)
     before = plan_cells(suite, registry)
     assert len(before) == 2 * 2 + 2 * 2  # full: lr x batchnorm; linear_probe: lr x batch_size
-    assert {c.settings["training"]["lr"] for c in before} == {2e-3, 5e-3}
+    assert {c.settings.training.lr for c in before} == {2e-3, 5e-3}
     after = plan_cells(
         with_overrides(suite, **{k: str(tmp_path / v) if k == "output" else v for k, v in override.items()}), registry
     )
@@ -218,8 +218,8 @@ def test_an_integer_is_a_float_and_tuples_come_from_lists(tmp_path: Path, regist
     data["tasks"][0]["dataset"]["options"]["object_scale"] = [0.2, 0.3]  # a tuple option
     suite = parse_suite(data, "s.toml", registry)
     (cell, *_) = plan_cells(suite, registry)
-    assert cell.settings["training"]["lr"] == 1.0 and isinstance(suite.training.lr, float)
-    shapes = registry.create("dataset", "shapes", cell.settings["task"]["dataset"]["options"])
+    assert cell.settings.training.lr == 1.0 and isinstance(suite.training.lr, float)
+    shapes = registry.create("dataset", "shapes", cell.settings.task.dataset.options)
     assert shapes.options.object_scale == (0.2, 0.3)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cell import plan_cells
 from harness.errors import SuiteError
+from harness.grid import plan_cells
 from harness.report import build_report
 from harness.result import CellResult
 from harness.store import Store
@@ -38,10 +38,10 @@ def test_lists_of_training_settings_and_options_multiply_the_cells(tmp_path: Pat
         ("lora", "epochs=2, rank=4"),
         ("linear_probe", ""),
     ]
-    assert [c.settings["training"]["lr"] for c in cells[:2]] == [0.001, 0.01]
+    assert [c.settings.training.lr for c in cells[:2]] == [0.001, 0.01]
     lora = cells[5]
-    assert lora.settings["training"]["epochs"] == 2
-    options = lora.settings["strategy"]["options"]
+    assert lora.settings.training.epochs == 2
+    options = lora.settings.strategy.options
     assert (options["rank"], options["layers"]) == (4, ["conv"])  # a list option is not a sweep
     assert options["alpha"] is not None  # every option is in the settings, defaults resolved
     assert len({c.key for c in cells}) == len(cells)
@@ -50,14 +50,14 @@ def test_lists_of_training_settings_and_options_multiply_the_cells(tmp_path: Pat
 def test_a_list_option_is_swept_with_a_list_of_lists(tmp_path: Path, registry) -> None:
     strategies = [{"name": "lora", "options": {"layers": [["conv"], ["conv", "linear"]]}}]
     cells = plan_cells(_suite(tmp_path, registry, strategies), registry)
-    assert [c.settings["strategy"]["options"]["layers"] for c in cells] == [["conv"], ["conv", "linear"]]
+    assert [c.settings.strategy.options["layers"] for c in cells] == [["conv"], ["conv", "linear"]]
 
 
 def test_the_most_specific_level_wins(tmp_path: Path, registry) -> None:
     strategies = [{"name": "full", "training": {"lr": 0.5}}, {"name": "scratch"}]
     suite = _suite(tmp_path, registry, strategies, training={"epochs": 1, "lr": [0.1, 0.2], "threads": 2})
     cells = plan_cells(suite, registry)
-    assert [(c.strategy, c.settings["training"]["lr"]) for c in cells] == [
+    assert [(c.strategy, c.settings.training.lr) for c in cells] == [
         ("full", 0.5),
         ("scratch", 0.1),
         ("scratch", 0.2),
@@ -129,7 +129,7 @@ def test_report_shows_each_strategy_at_its_best_validation_setting(tmp_path: Pat
 
 
 def test_reused_cells_take_the_current_suites_labels(tmp_path: Path, registry) -> None:
-    from harness.runner import run_suite
+    from harness.driver import run_suite
     from harness.store import load_results
 
     training = {"epochs": 1, "max_steps": 1, "batch_size": 8, "threads": 2}

@@ -44,6 +44,7 @@ def test_the_default_segmentation_head_is_torchvisions_deeplab_head() -> None:
     from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
     ours, theirs = deeplab_head(512, 6).eval(), DeepLabHead(512, 6).eval()
+
     def layout(module: torch.nn.Module) -> list[tuple[str, torch.Size]]:
         return [(name, tensor.shape) for name, tensor in module.state_dict().items()]
 

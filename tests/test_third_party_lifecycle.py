@@ -14,12 +14,13 @@ from torch.testing import assert_close
 
 from harness import ParamGroup, Strategy, TaskModel
 from harness.devices import resolve_device
+from harness.driver import run_suite
+from harness.loaders import make_loader
 from harness.registry import Registry
-from harness.runner import run_suite
 from harness.store import planned_results
 from harness.suite import parse_suite
 from harness.testing import tiny_model, train_briefly
-from harness.training import evaluate, make_loader
+from harness.training import evaluate
 from tests import third_party_lifecycle as tp
 from tests.conftest import tiny_dataset, tiny_suite
 
@@ -113,7 +114,7 @@ def test_a_callback_may_ask_for_only_some_of_the_arguments() -> None:
         ("on_step_end", 0, run.optimizer),
         ("extra_loss", (4, classes)),
         ("on_step_end", 1, run.optimizer),
-        ("on_epoch_end", 0, ["context", "train_loss"]),
+        ("on_epoch_end", 0, ["context", "notes", "optimizer", "schedule", "train_loss"]),
     ]
 
 
@@ -122,7 +123,7 @@ def test_a_strategy_written_for_the_earlier_api_runs_unchanged() -> None:
     run = train_briefly(strategy, steps=4)  # 2 epochs of 2 steps
     assert run.changed == run.names()
     assert strategy.context is not None
-    assert strategy.context.notes == {"task": "classification", "epochs": 2, "extra_loss": 4}
+    assert strategy.counts == {"task": "classification", "epochs": 2, "extra_loss": 4}
 
 
 @pytest.mark.parametrize("kind", ["segmentation", "detection"])
@@ -157,7 +158,7 @@ def test_the_third_party_strategies_in_a_suite(tmp_path: Path, monkeypatch: pyte
     results = {r.strategy: r for r in planned_results(tmp_path / "out")}
     # options enter the cell's settings with their defaults resolved
     assert results["tp_swa"].settings["strategy"]["options"] == {"batchnorm": None, "epochs": 2}
-    assert results["tp_legacy"].notes["epochs"] == 2
+    assert results["tp_swa"].notes == {"averaged_epochs": 2}  # what a strategy notes is stored with its result
     # the stored metrics are the evaluated (averaged) model's: its last validation and its test
     (model,) = evaluated
     setup, result = resolve_device("cpu", amp=False), results["tp_swa"]

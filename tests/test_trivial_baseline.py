@@ -13,10 +13,10 @@ from bench_plugins.tasks.classification import Classification
 from bench_plugins.tasks.detection import Detection
 from bench_plugins.tasks.segmentation import VOID, Segmentation
 
+from harness.driver import run_suite
 from harness.registry import Registry
 from harness.report import build_report
 from harness.result import CellResult, Cost
-from harness.runner import run_suite
 from harness.store import Store
 from harness.suite import parse_suite
 from tests.conftest import tiny_dataset, tiny_suite

@@ -22,8 +22,9 @@ from torch.optim.swa_utils import update_bn
 
 from harness import TaskModel, TrainingContext
 from harness.devices import resolve_device
+from harness.loaders import make_loader
 from harness.testing import KINDS, tiny_model, train_briefly
-from harness.training import lr_factor, make_loader
+from harness.training import lr_factor
 from harness.weight_averaging import batchnorm_layers, interpolate_weights, recompute_batchnorm, snapshot
 
 State = dict[str, torch.Tensor]
@@ -183,19 +184,19 @@ class RecordingSWA(SWA):
         self.params = [named[next(n for n in named if n.startswith(w))] for w in self.watched]
         return super().prepare(model)
 
-    def on_step_start(self, model: TaskModel, step: int, context: Any) -> None:
-        super().on_step_start(model, step, context)
-        self.lrs.append([g["lr"] for g in context.optimizer.param_groups])
+    def on_step_start(self, model: TaskModel, step: int, context: Any, optimizer: Any) -> None:
+        super().on_step_start(model, step, context, optimizer)
+        self.lrs.append([g["lr"] for g in optimizer.param_groups])
         self.before = [p.detach().clone() for p in self.params]
 
-    def on_step_end(self, model: TaskModel, step: int, context: Any) -> None:
+    def on_step_end(self, model: TaskModel, step: int, context: Any, optimizer: Any) -> None:
         for (p, before), lr in zip(zip(self.params, self.before, strict=True), self.lrs[-1], strict=True):
             self.updates.append((lr, before, p.grad.clone(), p.detach().clone()))
-        super().on_step_end(model, step, context)
+        super().on_step_end(model, step, context, optimizer)
 
-    def on_epoch_end(self, model: TaskModel, epoch: int, context: Any) -> None:
+    def on_epoch_end(self, model: TaskModel, epoch: int, context: Any, notes: Any) -> None:
         self.epoch_ends[epoch] = state(model)
-        super().on_epoch_end(model, epoch, context)
+        super().on_epoch_end(model, epoch, context, notes)
 
     def on_train_end(self, model: TaskModel, context: Any) -> TaskModel:
         assert self.average is not None
@@ -303,13 +304,13 @@ def test_swa_learning_rates_per_group_constant_and_cyclic() -> None:
     optimizer = torch.optim.SGD([{"params": weights[:1], "lr": 0.1}, {"params": weights[1:], "lr": 1.0}])
     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5)  # sets initial_lr, then lr = 0.5 x
     # 3 epochs of 4 steps cut at 11 steps: the last epoch has 3
-    context: Any = SimpleNamespace(steps_per_epoch=4, epochs=3, total_steps=11, optimizer=optimizer)
+    context: Any = SimpleNamespace(steps_per_epoch=4, epochs=3, total_steps=11)
     constant = SWA({"start": 0.5, "swa_lr_scale": 0.2})  # epoch 1 on
     cyclic = SWA({"start": 0.5, "schedule": "cyclic", "swa_lr_scale": 0.4, "swa_min_lr_scale": 0.1})
     rates: dict[str, list[list[float]]] = {"constant": [], "cyclic": []}
     for label, strategy in (("constant", constant), ("cyclic", cyclic)):
         for step in range(11):
-            strategy.on_step_start(None, step, context)  # type: ignore[arg-type]
+            strategy.on_step_start(None, step, context, optimizer)  # type: ignore[arg-type]
             rates[label].append([g["lr"] for g in optimizer.param_groups])
             for g in optimizer.param_groups:
                 g["lr"] = 0.5 * g["initial_lr"]  # the schedule's value, back

@@ -9,6 +9,7 @@ working unchanged. tests/test_third_party_lifecycle.py loads this module as a pl
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -58,9 +59,13 @@ class SWA(Strategy):
         model.requires_grad_(True)
         return [ParamGroup(params=list(model.parameters()), lr_scale=1.0, name="all")]
 
-    def on_epoch_end(self, model: TaskModel, epoch: int, context: TrainingContext) -> None:
+    def on_epoch_end(
+        self, model: TaskModel, epoch: int, context: TrainingContext, notes: dict[str, Any] | None = None
+    ) -> None:
         if epoch >= context.epochs - self.options.epochs:
             self.count += 1
+            if notes is not None:
+                notes["averaged_epochs"] = self.count
             for total, parameter in zip(self.sums, model.parameters(), strict=True):
                 total.add_(parameter.detach())
 
@@ -89,15 +94,15 @@ class Legacy(Strategy):
     name = "tp_legacy"
 
     def prepare(self, model: TaskModel) -> list[ParamGroup]:
-        self.context.notes.update(task=self.context.task.name, epochs=0, extra_loss=0)
+        self.counts = {"task": self.context.task.name, "epochs": 0, "extra_loss": 0}
         model.requires_grad_(True)
         return [ParamGroup(params=list(model.parameters()), lr_scale=1.0, name="all")]
 
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
-        self.context.notes["epochs"] += 1
+        self.counts["epochs"] += 1
 
     def extra_loss(self, model: TaskModel) -> torch.Tensor | None:
-        self.context.notes["extra_loss"] += 1
+        self.counts["extra_loss"] += 1
         return None
 
 

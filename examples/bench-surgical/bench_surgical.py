@@ -4,9 +4,11 @@ Surgical fine-tuning: which layers should adapt depends on the distribution shif
 stage for input-level shifts (corruptions), the last ones for shifts in the labels or features.
 """
 
+from typing import Any
+
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TrainingContext, hookimpl
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
 
 
 class SurgicalOptions(StrategyOptions):
@@ -21,13 +23,13 @@ class Surgical(Strategy):
     options: SurgicalOptions
     default_batchnorm = "frozen_parts"  # the frozen stages keep their pretrained statistics
 
-    def prepare(self, model: TaskModel, context: TrainingContext) -> list[ParamGroup]:
+    def prepare(self, model: TaskModel, notes: dict[str, Any]) -> list[ParamGroup]:
         # how many stages there are is known once the backbone is built: checked here, not in `check`
         stages, stage = model.backbone.stages, self.options.stage
         if not -len(stages) <= stage < len(stages):
             raise ValueError(f"stage = {stage}, but the backbone has {len(stages)} stages (0 to {len(stages) - 1})")
         index = stage % len(stages)
-        context.notes["stage"] = index  # stored with the result: which stage `-1` was
+        notes["stage"] = index  # stored with the result: which stage `-1` was
         model.requires_grad_(False)
         stages[index].requires_grad_(True)
         model.head.requires_grad_(True)

@@ -20,10 +20,7 @@ import torch
 from pydantic import field_validator
 from torch import nn
 
-from harness import Backbone, BackboneModule, Options, hookimpl
-from harness.components import IMAGENET_MEAN, IMAGENET_STD
-from harness.errors import Unsupported
-from harness.extras import install_hint
+from harness import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneModule, Options, Unsupported, hookimpl, install_hint
 
 MISSING = f"the timm backbone needs timm, which is not installed: {install_hint('timm')}"
 

@@ -19,9 +19,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from harness import Backbone, BackboneModule, NamedWeights, hookimpl
-from harness.errors import Unsupported
-from harness.weights import first_mismatch
+from harness import Backbone, BackboneModule, NamedWeights, Unsupported, first_mismatch, hookimpl
 
 # a 2x2 convolution at stride 1 (dilated ConvNeXt) pads asymmetrically, which torch warns about
 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")

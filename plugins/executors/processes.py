@@ -16,12 +16,21 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from harness import Executor, Options, hookimpl
-from harness.devices import usable_cores
-from harness.job import Job, JobOutcome, crashed, run_job_safely
-from harness.progress import Forwarding, Observer, deliver
-from harness.registry import Registry
-from harness.store import Store
+from harness import (
+    Executor,
+    Forwarding,
+    Job,
+    JobOutcome,
+    JobRunner,
+    Observer,
+    Options,
+    clear_dead_claim,
+    crashed,
+    deliver,
+    hookimpl,
+    run_job_safely,
+    usable_cores,
+)
 
 
 class ProcessesOptions(Options):
@@ -139,7 +148,7 @@ class Processes(Executor):
         where = f"GPUs {', '.join(gpus)}" if gpus else f"cpu, {threads} thread{'' if threads == 1 else 's'} each"
         return f"processes: {self.slots} worker{'s' * (self.slots != 1)} ({where})"
 
-    def start(self, observer: Observer, registry: Registry) -> None:
+    def start(self, observer: Observer, run_here: JobRunner) -> None:
         self.observer = observer
         for worker in self.workers:
             worker.start()
@@ -176,7 +185,7 @@ class Processes(Executor):
             while worker.connection.poll():
                 message = worker.connection.recv()
                 if message[0] == "event":
-                    deliver(self.observer, worker.index, message[1:])
+                    deliver(self.observer, worker.index, message[1])
                 else:
                     worker.job = None
                     outcome: JobOutcome = message[1]
@@ -191,7 +200,7 @@ class Processes(Executor):
         worker.process.join()
         outcome = crashed(job, _describe_exit(worker.process.exitcode))
         outcome.slot = worker.index
-        Store(job.store).claims.clear(job.key, worker.process.pid)
+        clear_dead_claim(job, worker.process.pid)
         worker.process = None
         worker.start()  # a fresh worker takes the slot
         return outcome

@@ -18,13 +18,22 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from harness import Executor, Options, hookimpl
-from harness.errors import BenchError
-from harness.extras import install_hint
-from harness.job import Job, JobOutcome, crashed, run_job_safely
-from harness.progress import Forwarding, Observer, deliver
-from harness.registry import Registry
-from harness.store import Store
+from harness import (
+    BenchError,
+    Executor,
+    Forwarding,
+    Job,
+    JobOutcome,
+    JobRunner,
+    Observer,
+    Options,
+    clear_dead_claim,
+    crashed,
+    deliver,
+    hookimpl,
+    install_hint,
+    run_job_safely,
+)
 
 #: seconds between two looks for progress events while waiting for tasks
 EVENT_INTERVAL = 0.2
@@ -51,7 +60,7 @@ def _run_remote(job: Job, events: Any = None, slot: int = 0) -> JobOutcome:
     the driver through `events` (a Ray queue), as a worker process's go through its pipe."""
     observer = None
     if events is not None:
-        observer = Forwarding(lambda message: events.put_nowait((slot, message[1:])))
+        observer = Forwarding(lambda message: events.put_nowait((slot, message[1])))
     return run_job_safely(job, observer=observer)
 
 
@@ -62,7 +71,7 @@ class Ray(Executor):
     Options = RayOptions
     portable = True
 
-    def start(self, observer: Observer, registry: Registry) -> None:
+    def start(self, observer: Observer, run_here: JobRunner) -> None:
         try:
             import ray
         except ImportError:
@@ -144,7 +153,7 @@ class Ray(Executor):
                 outcome: JobOutcome = self.ray.get(ref)
             except Exception as exc:  # the worker died or Ray lost the task
                 outcome = crashed(job, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-                Store(job.store).claims.clear(job.key)
+                clear_dead_claim(job)
             outcome.slot = slot
             outcomes.append(outcome)
         return outcomes

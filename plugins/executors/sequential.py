@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from harness import Executor, hookimpl
-from harness.job import Job, JobOutcome, run_job_safely
-from harness.progress import Observer
-from harness.registry import Registry
+from harness import Executor, Job, JobOutcome, JobRunner, Observer, hookimpl
 
 
 class Sequential(Executor):
@@ -13,8 +10,8 @@ class Sequential(Executor):
 
     name = "sequential"
 
-    def start(self, observer: Observer, registry: Registry) -> None:
-        self.observer, self.registry = observer, registry
+    def start(self, observer: Observer, run_here: JobRunner) -> None:
+        self.observer, self.run_here = observer, run_here
         self.queued: list[Job] = []
 
     def submit(self, job: Job) -> None:
@@ -23,7 +20,7 @@ class Sequential(Executor):
     def wait(self, timeout: float | None) -> list[JobOutcome]:
         if not self.queued:
             return []
-        return [run_job_safely(self.queued.pop(0), self.registry, self.observer.slot(0))]
+        return [self.run_here(self.queued.pop(0), self.observer.slot(0))]
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from harness.components import Logger
+from harness import Logger
 
 
 class GuardedLogger(Logger):

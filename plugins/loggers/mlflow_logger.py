@@ -19,15 +19,10 @@ from typing import TYPE_CHECKING, Any
 from bench_plugins.loggers.common import GuardedLogger, flatten
 from pydantic import Field
 
-from harness import Options, hookimpl
-from harness.components import Logger
-from harness.extras import install_hint
+from harness import Logger, Options, hookimpl, install_hint
 
 if TYPE_CHECKING:
-    from harness.cell import Cell
-    from harness.result import CellResult
-    from harness.runner import RunSummary
-    from harness.suite import Suite
+    from harness import Cell, CellResult, RunSummary, Suite
 
 MISSING = f'logger "mlflow" needs MLflow: {install_hint("mlflow")}'
 #: MLflow's run status by the cell's; a skipped cell did not run, yet nothing went wrong
@@ -116,7 +111,7 @@ class MLflow(GuardedLogger):
                 "cell_key": cell.key,
                 "suite": self.suite,
                 "task": cell.task,
-                "task_kind": str(cell.settings.get("task", {}).get("kind", "")),
+                "task_kind": cell.settings.task.kind,
                 "backbone": cell.backbone,
                 "strategy": cell.strategy,
                 "setting": cell.setting,
@@ -128,7 +123,7 @@ class MLflow(GuardedLogger):
             log = self.open[cell.key] = _Open(run.info.run_id)
             from mlflow.entities import Param
 
-            params = [Param(key[:KEY_LENGTH], _cut(value)) for key, value in flatten(cell.settings).items()]
+            params = [Param(key[:KEY_LENGTH], _cut(value)) for key, value in flatten(cell.settings.as_json()).items()]
             for start in range(0, len(params), BATCH):
                 client.log_batch(log.run_id, params=params[start : start + BATCH])
         return self.open[cell.key]

@@ -16,14 +16,10 @@ from typing import TYPE_CHECKING, Any
 from bench_plugins.loggers.common import GuardedLogger, hyperparameters
 from pydantic import Field
 
-from harness import Options, hookimpl
-from harness.components import Logger
-from harness.extras import install_hint
+from harness import Logger, Options, hookimpl, install_hint
 
 if TYPE_CHECKING:
-    from harness.cell import Cell
-    from harness.result import CellResult
-    from harness.runner import RunSummary
+    from harness import Cell, CellResult, RunSummary
 
 MISSING = f'logger "tensorboard" needs TensorBoard: {install_hint("tensorboard")}'
 
@@ -133,7 +129,7 @@ class TensorBoard(GuardedLogger):
             "task": cell.task,
             "setting": cell.setting,
             "status": result.status,
-            **hyperparameters(cell.settings),
+            **hyperparameters(cell.settings.as_json()),
         }
         for summary in hparams(values, tested):
             writer.file_writer.add_summary(summary, step)
@@ -156,7 +152,7 @@ def _summary(cell: Cell, result: CellResult) -> str:
     lines = [f"**{cell.label}** (`{cell.key}`)", "", f"status: **{result.status}**"]
     if result.reason:
         lines.append(f"reason: {result.reason}")
-    settings = json.dumps(cell.settings, indent=2, sort_keys=True, default=str)
+    settings = json.dumps(cell.settings.as_json(), indent=2, sort_keys=True, default=str)
     lines += ["", "settings:", "", *(f"    {line}" for line in settings.splitlines())]
     return "\n".join(lines)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.formatting import count, missing, number, significant_figures
-from harness.report import Report, TaskTable
+from harness import Report, TaskTable, count, missing, number, significant_figures
 
 PARETO_MARK = "★"
 #: after the metric of a row whose score does not beat the task's trivial predictor (docs/report.md)

@@ -6,8 +6,7 @@ from html import escape
 
 from bench_plugins.reporters.cells import PARETO_MARK, summary_rows, table_title, task_rows
 
-from harness import Reporter, hookimpl
-from harness.report import Report
+from harness import Report, Reporter, hookimpl
 
 # The layout rule: every table fits a 1280 px window. Cells wrap at spaces (never inside a number),
 # so a table's narrowest width is the sum of each column's longest unbreakable word; the first two

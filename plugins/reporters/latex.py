@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from bench_plugins.reporters.cells import PARETO_MARK, summary_rows, table_title, task_rows
 
-from harness import Reporter, hookimpl
-from harness.report import Report
+from harness import Report, Reporter, hookimpl
 
 SPECIAL = {
     "\\": r"\textbackslash{}",

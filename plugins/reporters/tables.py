@@ -9,9 +9,7 @@ from typing import Any
 import pandas as pd
 from bench_plugins.reporters.cells import summary_rows, table_title, task_rows
 
-from harness import Reporter, hookimpl
-from harness.formatting import markdown_grid
-from harness.report import SCHEMA, Report
+from harness import REPORT_SCHEMA, Report, Reporter, hookimpl, markdown_grid
 
 
 class Markdown(Reporter):
@@ -69,7 +67,7 @@ class Json(Reporter):
 
     def render(self, report: Report) -> str:
         document = {
-            "schema": SCHEMA,
+            "schema": REPORT_SCHEMA,
             "source": report.source,
             "confidence": report.confidence,
             "alpha": report.alpha,

@@ -6,8 +6,7 @@ biases are the normalisation shifts; `norm_weights` adds the normalisation scale
 
 from __future__ import annotations
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import NORM_TYPES, set_trainable, with_head
+from harness import NORM_TYPES, ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl, set_trainable, with_head
 
 
 class BitFitOptions(StrategyOptions):

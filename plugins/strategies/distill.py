@@ -18,8 +18,18 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, Task, TaskModel, TeacherRef, TrainingContext, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    Task,
+    TaskModel,
+    TeacherRef,
+    TrainingContext,
+    backbone_and_head_groups,
+    hookimpl,
+    set_trainable,
+)
 
 
 class DistillOptions(StrategyOptions):

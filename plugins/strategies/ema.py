@@ -24,8 +24,7 @@ import torch
 from pydantic import Field
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, backbone_and_head_groups, hookimpl, set_trainable
 
 
 class EMAOptions(StrategyOptions):

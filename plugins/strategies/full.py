@@ -1,7 +1,6 @@
 """`full`: fine-tune everything, backbone and new parts, at one learning rate."""
 
-from harness import ParamGroup, Strategy, TaskModel, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from harness import ParamGroup, Strategy, TaskModel, backbone_and_head_groups, hookimpl, set_trainable
 
 
 class Full(Strategy):

@@ -11,8 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import set_trainable, stage_groups
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl, set_trainable, stage_groups
 
 
 class GradualUnfreezeOptions(StrategyOptions):

@@ -8,13 +8,13 @@ new parts. The penalty replaces weight decay, so the optimizer's weight decay is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import torch
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, backbone_and_head_groups, hookimpl, set_trainable
 
 
 class L2SPOptions(StrategyOptions):
@@ -47,7 +47,7 @@ class L2SP(Strategy):
         self.backbone = list(model.backbone.parameters())
         self.start = [p.detach().float().clone() for p in self.backbone]
         self.new = list(model.head.parameters())
-        return [ParamGroup(group, weight_decay=0.0) for group in backbone_and_head_groups(model)]
+        return [replace(group, weight_decay=0.0) for group in backbone_and_head_groups(model)]
 
     def extra_loss(self, model: TaskModel) -> torch.Tensor:
         return l2sp_penalty(self.backbone, self.start, self.new, self.options.alpha, self.options.beta)

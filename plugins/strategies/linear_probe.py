@@ -10,10 +10,19 @@ head trains on the stored features: the same batches, the same result, a fractio
 The result's `notes.feature_cache` says whether the cache was used, or why not.
 """
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.feature_cache import build_cache, cache_problem
-from harness.freezing import head_group, set_trainable
-from harness.training import FitOutcome, TrainingLoop
+from harness import (
+    FitOutcome,
+    Loop,
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    build_cache,
+    cache_problem,
+    head_group,
+    hookimpl,
+    set_trainable,
+)
 
 
 class LinearProbeOptions(StrategyOptions):
@@ -34,8 +43,8 @@ class LinearProbe(Strategy):
         set_trainable(model.head, True)
         return [head_group(model)]
 
-    def fit(self, loop: TrainingLoop) -> FitOutcome:
-        notes = loop.context.notes
+    def fit(self, loop: Loop) -> FitOutcome:
+        notes = loop.notes
         if not self.options.cache_features:
             notes["feature_cache"] = "off"
             return loop.run()

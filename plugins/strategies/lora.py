@@ -19,10 +19,18 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from torch import nn
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.errors import Unsupported
-from harness.extras import install_hint
-from harness.freezing import check_stage_count, set_trainable, with_head
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    Unsupported,
+    check_stage_count,
+    hookimpl,
+    install_hint,
+    set_trainable,
+    with_head,
+)
 
 MISSING = f"lora needs peft, which is not installed: {install_hint('lora')}"
 

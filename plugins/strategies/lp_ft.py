@@ -17,8 +17,16 @@ from typing import Annotated
 
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TrainingContext, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    TrainingContext,
+    backbone_and_head_groups,
+    hookimpl,
+    set_trainable,
+)
 
 
 class LPFTOptions(StrategyOptions):

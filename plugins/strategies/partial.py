@@ -10,8 +10,16 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import check_stage_count, set_trainable, with_head
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    check_stage_count,
+    hookimpl,
+    set_trainable,
+    with_head,
+)
 
 
 class PartialOptions(StrategyOptions):

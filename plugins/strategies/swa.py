@@ -25,14 +25,24 @@ schedule has stepped (`on_step_end`), so the optimizer uses it and the progress 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import torch
 from pydantic import Field, model_validator
 from torch.optim.swa_utils import AveragedModel
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, TrainingContext, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
-from harness.weight_averaging import batchnorm_layers, recompute_batchnorm
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    TrainingContext,
+    backbone_and_head_groups,
+    batchnorm_layers,
+    hookimpl,
+    recompute_batchnorm,
+    set_trainable,
+)
 
 
 class SWAOptions(StrategyOptions):
@@ -81,20 +91,24 @@ class SWA(Strategy):
         t = (step - epoch * per_epoch + 1) / steps
         return (1 - t) * self.options.swa_lr_scale + t * self.options.swa_min_lr_scale
 
-    def _set_lr(self, step: int, context: TrainingContext) -> None:
+    def _set_lr(self, step: int, context: TrainingContext, optimizer: torch.optim.Optimizer) -> None:
         factor = self.lr_factor(step, context)
-        if factor is not None and context.optimizer is not None:
-            for group in context.optimizer.param_groups:
+        if factor is not None:
+            for group in optimizer.param_groups:
                 group["lr"] = factor * group["initial_lr"]
 
-    def on_step_start(self, model: TaskModel, step: int, context: TrainingContext) -> None:
-        self._set_lr(step, context)
+    def on_step_start(
+        self, model: TaskModel, step: int, context: TrainingContext, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self._set_lr(step, context, optimizer)
 
-    def on_step_end(self, model: TaskModel, step: int, context: TrainingContext) -> None:
+    def on_step_end(
+        self, model: TaskModel, step: int, context: TrainingContext, optimizer: torch.optim.Optimizer
+    ) -> None:
         if step + 1 < context.total_steps:
-            self._set_lr(step + 1, context)  # what the progress display and loggers show as the current rate
+            self._set_lr(step + 1, context, optimizer)  # what the progress display and loggers show as the rate
 
-    def on_epoch_end(self, model: TaskModel, epoch: int, context: TrainingContext) -> None:
+    def on_epoch_end(self, model: TaskModel, epoch: int, context: TrainingContext, notes: dict[str, Any]) -> None:
         if epoch < start_epoch(self.options.start, context.epochs):
             return
         if self.average is None:
@@ -103,8 +117,8 @@ class SWA(Strategy):
                 parameter.grad = None  # deepcopy copies the gradients too
             self.average.requires_grad_(False)
         self.average.update_parameters(model)
-        context.notes["swa_start_epoch"] = start_epoch(self.options.start, context.epochs)
-        context.notes["swa_averaged_epochs"] = int(self.average.n_averaged)
+        notes["swa_start_epoch"] = start_epoch(self.options.start, context.epochs)
+        notes["swa_averaged_epochs"] = int(self.average.n_averaged)
 
     def on_train_end(self, model: TaskModel, context: TrainingContext) -> TaskModel:
         if self.average is None:

@@ -20,9 +20,17 @@ from typing import Annotated
 
 from pydantic import Field
 
-from harness import ParamGroup, Strategy, StrategyOptions, TaskModel, hookimpl
-from harness.freezing import backbone_and_head_groups, set_trainable
-from harness.weight_averaging import interpolate_weights, snapshot
+from harness import (
+    ParamGroup,
+    Strategy,
+    StrategyOptions,
+    TaskModel,
+    backbone_and_head_groups,
+    hookimpl,
+    interpolate_weights,
+    set_trainable,
+    snapshot,
+)
 
 
 class WiseFTOptions(StrategyOptions):

@@ -12,8 +12,7 @@ from pydantic import Field
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from harness import BackboneModule, Options, Task, TaskModel, hookimpl
-from harness.feature_cache import HeadOnly
+from harness import BackboneModule, HeadOnly, Options, Task, TaskModel, hookimpl
 
 
 class ClassificationModel(TaskModel):
