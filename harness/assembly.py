@@ -20,7 +20,7 @@ from harness.callbacks import call
 from harness.components import Backbone, BackboneModule, Dataset, ParamGroup, Strategy, Task, TaskModel, TrainingContext
 from harness.devices import DeviceSetup
 from harness.errors import BenchError
-from harness.loaders import make_loader, seed_everything
+from harness.loaders import SampleList, make_loader, seed_everything
 from harness.registry import Registry
 from harness.settings import BackboneSettings, CellSpec, StrategySettings, step_budget
 from harness.store import Store, checkpoint_problem
@@ -167,22 +167,11 @@ def _loaders(spec: CellSpec, parts: Parts, setup: DeviceSetup, samples: list[Any
     workers = training.num_workers if samples is None else 0
     loaders = {}
     for split in SPLITS:
-        data = parts.dataset.load(task.name, split) if samples is None else _Samples(samples)
+        data = parts.dataset.load(task.name, split) if samples is None else SampleList(samples)
         train = split == "train"
         size = training.batch_size if train else eval_batch
         loaders[split] = make_loader(data, task, size, setup, workers, train=train, seed=spec.seed)
     return loaders
-
-
-class _Samples(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Any]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.samples[index]
 
 
 def load_weights(plugin: Backbone, module: BackboneModule, weights: str, store: Store | None) -> None:

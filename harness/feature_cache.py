@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from harness.components import Loop, TaskModel
 from harness.devices import synchronized
-from harness.loaders import make_loader
+from harness.loaders import SampleList, make_loader
 
 #: layers that compute differently in training mode; none may train in a cached backbone
 _STOCHASTIC = (_BatchNorm, _DropoutNd)
@@ -73,7 +73,7 @@ def build_cache(loop: Loop) -> FeatureCache:
                     samples.extend(task.head_samples(model, task.to_device(batch, setup.device)))
         seconds["train" if split == "train" else "eval"] += time.perf_counter() - started
         loaders[split] = DataLoader(
-            _Stored([_to_cpu(s) for s in samples]),
+            SampleList([_to_cpu(s) for s in samples]),
             batch_size=original.batch_size,
             shuffle=split == "train",
             drop_last=original.drop_last,
@@ -90,17 +90,6 @@ def _to_cpu(sample: Any) -> Any:
     if isinstance(sample, tuple | list):
         return type(sample)(_to_cpu(s) for s in sample)
     return sample
-
-
-class _Stored(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Any]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.samples[index]
 
 
 class HeadOnly(TaskModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,3 +50,16 @@ def make_loader(
         worker_init_fn=_seed_worker if workers > 0 else None,
         generator=generator,
     )
+
+
+class SampleList(torch.utils.data.Dataset):
+    """Samples held in memory as a dataset (synthetic ones, cached features)."""
+
+    def __init__(self, samples: list[Any]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.samples[index]

@@ -128,3 +128,8 @@ def test_built_in_plugins_import_only_the_public_api() -> None:
             if isinstance(node, ast.Import) and any(a.name.startswith("harness.") for a in node.names):
                 private.append(f"{path.relative_to(ROOT)}:{node.lineno}: import {node.names[0].name}")
     assert not private
+
+
+def test_every_public_name_is_in_the_plugin_docs() -> None:
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    assert not [name for name in harness.__all__ if f"`{name}`" not in text]
