@@ -67,7 +67,7 @@ def test_cached_weights_load_by_name(registry, hub: Path, tmp_path: Path) -> Non
     frame = load_results(tmp_path / "out")
     assert list(frame["status"]) == ["ok"]
     cell = Store(tmp_path / "out").load(frame["key"][0])
-    assert cell.settings.backbone.weights == "named:IMAGENET1K_V1@resnet18-f37072fd.pth"  # DEFAULT resolved
+    assert cell.settings["backbone"]["weights"] == "named:IMAGENET1K_V1@resnet18-f37072fd.pth"  # DEFAULT resolved
 
 
 def test_missing_weights_offline_fail_the_cell_naming_file_and_place(registry, hub: Path, tmp_path: Path) -> None:
