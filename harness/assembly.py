@@ -101,24 +101,26 @@ class AssembledCell:
 
 def assemble(
     spec: CellSpec,
-    registry: Registry,
+    parts: Parts,
     setup: DeviceSetup,
     *,
+    registry: Registry,
     store: Store | None = None,
-    strategy: Strategy | None = None,
     teacher: TaskModel | None = None,
     samples: list[Any] | None = None,
+    num_classes: int | None = None,
 ) -> AssembledCell:
-    """The cell of `spec` on `setup`, seeded with its seed before anything random is drawn.
+    """The cell of `spec`, from its `parts` (created by the caller, which needs the task for `setup`),
+    on `setup`, seeded with its seed before anything random is drawn.
 
     Weights other than `none`, and teachers, are read through `store`; `teacher` gives one instead.
     With `samples`, every split is those samples (a task's synthetic ones: the calibration) and the
-    dataset is not read.
+    dataset is not read. `num_classes` is the class count when the caller knows it already.
     """
-    parts = Parts.of(spec, registry, strategy)
     task, dataset = parts.task, parts.dataset
     seed_everything(spec.seed)
-    num_classes = len(dataset.class_names(task.name)) if samples is None else _classes_of(spec, dataset)
+    if num_classes is None:
+        num_classes = len(dataset.class_names(task.name))
     module = parts.backbone.build(output_stride=task.output_stride())
     load_weights(parts.backbone, module, spec.backbone.weights, store)
     model = task.build_model(module, num_classes).to(setup.device)
@@ -154,11 +156,6 @@ def _group(group: Any) -> ParamGroup:
     if isinstance(group, dict):
         return ParamGroup(**{"params": list(group["params"]), **{k: v for k, v in group.items() if k != "params"}})
     raise BenchError(f"prepare() returned a {type(group).__name__} among its groups, not a ParamGroup")
-
-
-def _classes_of(spec: CellSpec, dataset: Dataset) -> int:
-    """The class count of a dataset from its shape (no files read for the built-ins)."""
-    return dataset.shape(spec.task.kind)[1]
 
 
 def _loaders(spec: CellSpec, parts: Parts, setup: DeviceSetup, samples: list[Any] | None) -> dict[str, DataLoader]:

@@ -26,7 +26,7 @@ class LoopClock:
         if compile and total_steps > 1:
             self.warmup = max(self.warmup, 1)  # the compiling step never counts toward the throughput
         #: work done before the loop that counts as training or evaluation (computing cached features)
-        self.before_train, self.before_eval = train_seconds, eval_seconds
+        self.before_train = train_seconds
         self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
         self.data_wait_seconds = 0.0
         self.measured_seconds = self.measured_samples = 0.0

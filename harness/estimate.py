@@ -296,7 +296,7 @@ def _calibrate(cell: Cell, registry: Registry, setup: DeviceSetup, classes: int,
     setup = setup_for(str(setup.device), spec.training, parts.task)  # the cell's precision and memory format
     size = int(getattr(parts.dataset.options, "image_size", 224))
     samples = parts.task.synthetic_samples(size, classes, spec.training.batch_size)
-    loop = TrainingLoop(assemble(spec, registry, setup, samples=samples))
+    loop = TrainingLoop(assemble(spec, parts, setup, registry=registry, samples=samples, num_classes=classes))
     batch = loop.on_device(next(iter(loop.loaders["train"])))
     loop.model.train()
     loop.train_step(loop.model, batch, 0)  # warm-up: allocation, cuDNN autotuning

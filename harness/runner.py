@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from harness.assembly import assemble
-from harness.callbacks import call
+from harness.assembly import Parts, assemble
 from harness.cell import Cell
 from harness.components import TaskModel
 from harness.cost import PeakMemory, count_parameters, flops_per_sample
@@ -89,31 +88,32 @@ def _train(
     training = cell.settings.training
     caps = [t for t in (training.threads, threads) if t]
     set_threads(min(caps) if caps else None)
-    task = registry.create("task", cell.settings.task.kind, cell.settings.task.options)
-    setup = setup_for(device, training, task)
+    parts = Parts.of(cell.settings, registry)  # options only: nothing random is drawn before the cell's seed
+    setup = setup_for(device, training, parts.task)
     result.provenance = provenance(setup.name, cell.seed)
     nondeterministic: list[str] = []
     result.provenance["execution"] = {**setup.describe(), "nondeterministic_ops": nondeterministic}
     memory = PeakMemory(setup)  # the cell's own peak: from before its model is built to after its test
     with execution_settings(setup, nondeterministic), memory:
-        _train_on(cell, registry, setup, store, observer, result, on_trained)
+        _train_on(cell, registry, parts, setup, store, observer, result, on_trained)
     result.cost.peak_memory_bytes, result.cost.peak_memory_kind = memory.stop()
 
 
 def _train_on(
     cell: Cell,
     registry: Registry,
+    parts: Parts,
     setup: DeviceSetup,
     store: Store,
     observer: Observer,
     result: CellResult,
     on_trained: Callable[[TaskModel], None] | None,
 ) -> None:
-    assembled = assemble(cell.settings, registry, setup, store=store)
+    assembled = assemble(cell.settings, parts, setup, registry=registry, store=store)
     model, task, strategy = assembled.model, assembled.task, assembled.strategy
-    result.provenance["plugins"] = assembled.parts.provenance(registry, cell.settings)
+    result.provenance["plugins"] = parts.provenance(registry, cell.settings)
     # what loading changed in the training annotations (e.g. boxes clamped or dropped), from the annotations alone
-    result.data = assembled.parts.dataset.data_report(task.name, "train")
+    result.data = parts.dataset.data_report(task.name, "train")
     cost = result.cost
     cost.total_params = count_parameters(model)[1]
     cost.device, cost.device_name = str(setup.device), setup.name
@@ -156,18 +156,13 @@ def _count_flops(loop: TrainingLoop, batch: Any) -> float | None:
     Counted through the strategy's `take_step` on the model itself, whose state (BatchNorm
     statistics) is restored afterwards, on a batch of the first training samples.
     """
-    model, strategy, task = loop.model, loop.strategy, loop.task
+    model, task = loop.model, loop.task
     batch = task.to_device(batch, loop.setup.device)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    strategy.train_mode(model)
-
-    def step() -> torch.Tensor:
-        closure = loop.closure(model, batch, 0)
-        return call(strategy.take_step, model, closure, grad_scale=lambda: 1.0, **loop.offered())  # type: ignore[no-any-return]
-
+    loop.strategy.train_mode(model)
     try:
-        return flops_per_sample(step, task.batch_size(batch), backward=False)
+        return flops_per_sample(lambda: loop.gradients(model, batch, 0), task.batch_size(batch), backward=False)
     finally:
         model.zero_grad(set_to_none=True)
         model.load_state_dict(state)

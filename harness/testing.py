@@ -14,12 +14,12 @@ the strategy's callbacks are called exactly as in a suite.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from harness.assembly import assemble
-from harness.components import FitOutcome, Strategy, TaskModel
+from harness.assembly import Parts, assemble
+from harness.components import FitOutcome, Strategy, Task, TaskModel
 from harness.devices import setup_for
 from harness.registry import Registry, default_registry
 from harness.settings import BackboneSettings, CellSpec, DatasetSettings, StrategySettings, TaskSettings, Training
@@ -71,11 +71,10 @@ class BriefRun:
 
 def brief_spec(kind: str, backbone: str, training: Training, registry: Registry, strategy: str = "full") -> CellSpec:
     """The settings of a tiny cell: `kind` on the offline `shapes` dataset at 32 px, 8 training images."""
-    task = registry.create("task", kind, TASK_OPTIONS[kind])
     return CellSpec(
         task=TaskSettings(
             kind=kind, dataset=DatasetSettings(name="shapes", options=TINY_DATA), options=TASK_OPTIONS[kind],
-            metric=task.metrics[0],
+            metric=cast("type[Task]", registry.get("task", kind)).metrics[0],
         ),
         backbone=BackboneSettings(name=backbone),
         strategy=StrategySettings(name=strategy),
@@ -91,7 +90,8 @@ def tiny_model(kind: str, backbone: str = "resnet18", registry: Registry | None 
     plugin (entry points, `BENCH_PLUGINS`), so a plugin's own backbone or dataset is found by name."""
     registry = registry or default_registry()
     spec = brief_spec(kind, backbone, Training(batch_size=4), registry).model_copy(update={"seed": seed})
-    cell = assemble(spec, registry, setup_for("cpu", spec.training, registry.create("task", kind, TASK_OPTIONS[kind])))
+    parts = Parts.of(spec, registry)
+    cell = assemble(spec, parts, setup_for("cpu", spec.training, parts.task), registry=registry)
     return cell.task, cell.model, cell.parts.dataset
 
 
@@ -124,8 +124,8 @@ def train_briefly(
         }
     )
     spec = brief_spec(kind, backbone, settings, registry, strategy.name or "custom")
-    setup = setup_for("cpu", settings, registry.create("task", kind, TASK_OPTIONS[kind]))
-    cell = assemble(spec, registry, setup, strategy=strategy, teacher=teacher)
+    parts = Parts.of(spec, registry, strategy)
+    cell = assemble(spec, parts, setup_for("cpu", settings, parts.task), registry=registry, teacher=teacher)
     model = cell.model
     parameters = {n for n, _ in model.named_parameters()}
     before = {k: v.clone() for k, v in model.state_dict().items()}

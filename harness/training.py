@@ -138,6 +138,13 @@ class TrainingLoop:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total, warmup, self.training.schedule)
         )
+        #: what every callback may ask for by name, besides its own arguments
+        self.offered: dict[str, Any] = {
+            "context": self.context,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "notes": self.notes,
+        }
         self._use(self.model)
 
     @property
@@ -147,10 +154,6 @@ class TrainingLoop:
     def evaluate(self, model: TaskModel, split: str) -> dict[str, float | None]:
         """Metrics of `model` on `split` ("val" or "test")."""
         return evaluate(model, self.task, self.loaders[split], self.setup, self.cell.num_classes)
-
-    def offered(self) -> dict[str, Any]:
-        """What every callback may ask for by name, besides its own arguments."""
-        return {"context": self.context, "optimizer": self.optimizer, "schedule": self.schedule, "notes": self.notes}
 
     def _use(self, model: TaskModel) -> None:
         """Make `model` the one the training steps train: its memory format, its forward, a grad scaler."""
@@ -197,7 +200,7 @@ class TrainingLoop:
         """Train one epoch from step `step`; (the steps done in all, the epoch's mean training loss)."""
         model, strategy, setup = outcome.model, self.strategy, self.setup
         assert model is not None
-        call(strategy.on_epoch_start, model, epoch, **self.offered())
+        call(strategy.on_epoch_start, model, epoch, **self.offered)
         model.train()
         strategy.train_mode(model)
         steps_per_epoch = len(self.loaders["train"])
@@ -223,9 +226,9 @@ class TrainingLoop:
         train_loss = loss_sum.item() / max(1, epoch_steps)
         if not math.isfinite(train_loss):
             raise Diverged(f"non-finite loss in epoch {epoch + 1}")
-        call(strategy.on_epoch_end, model, epoch, train_loss=train_loss, **self.offered())
+        call(strategy.on_epoch_end, model, epoch, train_loss=train_loss, **self.offered)
         if epoch == self.epochs - 1:
-            chosen = call(strategy.on_train_end, model, **self.offered())
+            chosen = call(strategy.on_train_end, model, **self.offered)
             if chosen is not None:
                 if not isinstance(chosen, TaskModel):
                     raise BenchError(f"on_train_end returned {type(chosen).__name__}, not a TaskModel")
@@ -262,17 +265,22 @@ class TrainingLoop:
         the loop unscales them (AMP), clips them (`grad_clip`), steps the optimizer through the grad
         scaler and the schedule. Used by `run` and by the estimate's calibration alike."""
         strategy = self.strategy
-        offered = self.offered()
-        call(strategy.on_step_start, model, step, **offered)
-        loss = call(strategy.take_step, model, self.closure(model, batch, step), grad_scale=self._grad_scale, **offered)
+        call(strategy.on_step_start, model, step, **self.offered)
+        loss = self.gradients(model, batch, step)
         if self.training.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trainable, self.training.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
-        call(strategy.on_step_end, model, step, loss=loss, **offered)
-        return loss  # type: ignore[no-any-return]
+        call(strategy.on_step_end, model, step, loss=loss, **self.offered)
+        return loss
+
+    def gradients(self, model: TaskModel, batch: Any, step: int) -> torch.Tensor:
+        """The gradients of one step, through the strategy's `take_step`; the loss it took. Also what
+        the runner counts a step's FLOPs on."""
+        closure = self.closure(model, batch, step)
+        return call(self.strategy.take_step, model, closure, grad_scale=self._grad_scale, **self.offered)  # type: ignore[no-any-return]
 
     def _grad_scale(self) -> float:
         """The grad scaler's factor now (1.0 without one): gradients read before the step are this much too large."""
@@ -286,7 +294,7 @@ class TrainingLoop:
             self.optimizer.zero_grad(set_to_none=True)
             with self.setup.autocast():
                 loss, outputs = self._loss_and_outputs(batch, step)
-                extra = call(self.strategy.extra_loss, model, batch=batch, outputs=outputs, **self.offered())
+                extra = call(self.strategy.extra_loss, model, batch=batch, outputs=outputs, **self.offered)
                 if extra is not None:
                     loss = loss + extra
             self.scaler.scale(loss).backward()

@@ -6,13 +6,13 @@ import pytest
 import torch
 from bench_plugins.strategies.sam import SAM
 
-from harness.assembly import assemble
+from harness.assembly import Parts, assemble
 from harness.devices import resolve_device, setup_for
 from harness.loaders import make_loader
 from harness.registry import Registry
 from harness.runner import _count_flops
 from harness.settings import StrategySettings, Training
-from harness.testing import KINDS, TASK_OPTIONS, brief_spec, tiny_model, train_briefly
+from harness.testing import KINDS, brief_spec, tiny_model, train_briefly
 from harness.training import TrainingLoop
 
 
@@ -91,8 +91,8 @@ def test_a_step_costs_twice_the_flops_of_full_fine_tuning(kind: str) -> None:
     for name in ("full", "sam"):
         spec = brief_spec(kind, "resnet18", Training(batch_size=4), registry)
         spec = spec.model_copy(update={"strategy": StrategySettings(name=name)})
-        setup = setup_for("cpu", spec.training, registry.create("task", kind, TASK_OPTIONS[kind]))
-        cell = assemble(spec, registry, setup)
+        parts = Parts.of(spec, registry)
+        cell = assemble(spec, parts, setup_for("cpu", spec.training, parts.task), registry=registry)
         flops[name] = _count_flops(TrainingLoop(cell), cell.first_batch())
     assert flops["full"] and flops["sam"] == pytest.approx(2 * flops["full"], rel=1e-6)
 
