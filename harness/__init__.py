@@ -15,6 +15,8 @@ EXPORTS: dict[str, str] = {
     # components plugins provide
     "Backbone": "harness.components",
     "BackboneModule": "harness.components",
+    "CellInput": "harness.components",
+    "CellRef": "harness.components",
     "Dataset": "harness.components",
     "Executor": "harness.components",
     "FitOutcome": "harness.components",
@@ -113,6 +115,8 @@ if TYPE_CHECKING:
         OMITTED_AT_DEFAULT,
         Backbone,
         BackboneModule,
+        CellInput,
+        CellRef,
         Dataset,
         Executor,
         FitOutcome,

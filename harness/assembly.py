@@ -2,7 +2,8 @@
 
 The runner, the estimate's calibration and the test helpers all assemble a cell here: the
 components by name, the dataset's splits as loaders, the backbone with its weights, the task's
-model around it, the teacher a distillation cell learns from, the strategy's context and its
+model around it, the teacher a distillation cell learns from and the other cells' models a strategy
+asked for (`Strategy.inputs`), the strategy's context and its
 parameter groups. What differs between them is only where the data comes from (the dataset's
 splits, or a task's synthetic samples) and where weights and teachers are read (the store).
 """
@@ -17,12 +18,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from harness.callbacks import call
-from harness.components import Backbone, BackboneModule, Dataset, ParamGroup, Strategy, Task, TaskModel, TrainingContext
+from harness.components import (
+    Backbone,
+    BackboneModule,
+    CellInput,
+    Dataset,
+    ParamGroup,
+    Strategy,
+    Task,
+    TaskModel,
+    TrainingContext,
+)
 from harness.devices import DeviceSetup
 from harness.errors import BenchError
 from harness.loaders import SampleList, make_loader, seed_everything
 from harness.registry import Registry
-from harness.settings import BackboneSettings, CellSpec, StrategySettings, step_budget
+from harness.settings import BackboneSettings, CellSpec, StrategySettings, TeacherSettings, step_budget
 from harness.store import Store, checkpoint_problem
 from harness.weights import (
     fetch_named,
@@ -141,6 +152,7 @@ def assemble(
         num_classes=num_classes,
         autocast=setup.autocast,
         dataset=dataset,
+        inputs=cell_inputs(spec, registry, task, num_classes, store, setup.device),
     )
     parts.strategy.context = context
     notes: dict[str, Any] = {}
@@ -193,35 +205,62 @@ def load_teacher(
     spec: CellSpec, registry: Registry, task: Task, num_classes: int, store: Store | None, device: torch.device
 ) -> TaskModel | None:
     """The trained model a distillation cell learns from: another cell's saved model, or a checkpoint's."""
-    wrapping: StrategySettings | None = None
     if spec.teacher is not None:
-        backbone, wrapping = spec.teacher.backbone, spec.teacher.strategy
-        path = _teacher_model(spec.teacher.key, store)
-    elif (checkpoint := spec.strategy.teacher_checkpoint) is not None:
+        path = _saved_model("teacher", spec.teacher.key, store)
+        return trained_model(spec.teacher.backbone, spec.teacher.strategy, path, registry, task, num_classes, device)
+    if (checkpoint := spec.strategy.teacher_checkpoint) is not None:
         ref = registry.create("strategy", spec.strategy.name, spec.strategy.options).teacher()
-        backbone, path = BackboneSettings(name=ref.backbone), identity_path(checkpoint)
-    else:
-        return None
+        backbone = BackboneSettings(name=ref.backbone)
+        return trained_model(backbone, None, identity_path(checkpoint), registry, task, num_classes, device)
+    return None
+
+
+def cell_inputs(
+    spec: CellSpec, registry: Registry, task: Task, num_classes: int, store: Store | None, device: torch.device
+) -> tuple[CellInput, ...]:
+    """The cells `Strategy.inputs` named, each loaded from its saved model when the strategy asks."""
+    found = []
+    for cell in spec.inputs:
+        path = _saved_model("input", cell.key, store)
+
+        def load(cell: TeacherSettings = cell, path: Path = path) -> TaskModel:
+            return trained_model(cell.backbone, cell.strategy, path, registry, task, num_classes, device)
+
+        found.append(CellInput(cell.key, cell.strategy.name, cell.strategy.options, cell.seed or 0, load))
+    return tuple(found)
+
+
+def trained_model(
+    backbone: BackboneSettings,
+    wrapping: StrategySettings | None,
+    path: Path,
+    registry: Registry,
+    task: Task,
+    num_classes: int,
+    device: torch.device,
+) -> TaskModel:
+    """A saved task model, rebuilt: `backbone` under the task, wrapped as `wrapping` wraps it (LoRA), its
+    weights from `path`; frozen, in eval mode, on `device`."""
     module = registry.create("backbone", backbone.name, backbone.options).build(task.output_stride())
-    teacher = task.build_model(module, num_classes)
-    if wrapping is not None:  # the teacher's strategy may have wrapped modules (LoRA): wrap the same way
+    model = task.build_model(module, num_classes)
+    if wrapping is not None:  # the cell's strategy may have wrapped modules (LoRA): wrap the same way
         wrapper = registry.create("strategy", wrapping.name, wrapping.options)
-        call(wrapper.prepare, teacher, context=TrainingContext(task, device, 0, 0, num_classes=num_classes))
+        call(wrapper.prepare, model, context=TrainingContext(task, device, 0, 0, num_classes=num_classes))
     try:
-        teacher.load_state_dict(read_checkpoint(path))
+        model.load_state_dict(read_checkpoint(path))
     except RuntimeError as exc:
         raise BenchError(f"{path} is not a {backbone.name} {task.name} model: {first_mismatch(exc)}") from None
-    teacher.requires_grad_(False)
-    return teacher.to(device).eval()
+    model.requires_grad_(False)
+    return model.to(device).eval()
 
 
-def _teacher_model(key: str, store: Store | None) -> Path:
+def _saved_model(role: str, key: str, store: Store | None) -> Path:
     if store is None:
-        raise BenchError(f"the teacher cell {key} is read from the results directory, and none was given")
+        raise BenchError(f"the {role} cell {key} is read from the results directory, and none was given")
     path = store.model_path(key)
     if not path.is_file():
-        raise BenchError(f"the teacher cell {key} has no saved model ({path})")
+        raise BenchError(f"the {role} cell {key} has no saved model ({path})")
     problem = checkpoint_problem(path)
     if problem is not None:
-        raise BenchError(f"the teacher cell {key}'s saved model cannot be used: {problem}")
+        raise BenchError(f"the {role} cell {key}'s saved model cannot be used: {problem}")
     return path

@@ -35,8 +35,15 @@ class Cell:
     setting: str = ""
     #: key of the cell whose trained model this one learns from (distillation)
     teacher: str | None = None
+    #: keys of the cells whose trained models this one uses (`Strategy.inputs`)
+    inputs: tuple[str, ...] = ()
     #: another cell learns from this one: keep its trained model
     keep_model: bool = False
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Keys of the cells whose trained models this one needs: its teacher and its inputs."""
+        return ((self.teacher,) if self.teacher else ()) + self.inputs
 
     @property
     def label(self) -> str:

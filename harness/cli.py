@@ -153,7 +153,8 @@ OnlyOption = Annotated[
         "--only",
         metavar="KEY=VALUE,...",
         help="Only these cells, e.g. task=shapes-cls,strategy=full,strategy=lora (keys: task, backbone, "
-        "strategy, seed, setting; keys ANDed, values of a key ORed; repeatable). The teachers they need stay in.",
+        "strategy, seed, setting; keys ANDed, values of a key ORed; repeatable). "
+        "The cells whose models they need (teachers, inputs) stay in.",
     ),
 ]
 
@@ -375,9 +376,9 @@ def _print_plan(planned: Plan) -> None:
     title = f"{name}: {count} of {planned.grid_size} cells ({selected})" if selected else f"{name}: {count} cells"
     _print_rows(title, columns, printed)
     if selected:
-        teachers = [str(p.index) for p in planned.cells if not selected.matches(p.cell)]
-        if teachers:
-            _say(f"teacher cells the selected cells learn from: {', '.join(teachers)}")
+        needed = [str(p.index) for p in planned.cells if not selected.matches(p.cell)]
+        if needed:
+            _say(f"cells whose models the selected cells need (teachers, inputs): {', '.join(needed)}")
     reasons: dict[str, list[int]] = {}
     for p in planned.cells:
         if p.cell.skip_reason:

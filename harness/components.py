@@ -359,6 +359,29 @@ class TeacherRef:
 
 
 @dataclass(frozen=True)
+class CellRef:
+    """Another cell of the suite whose trained model a strategy uses (`Strategy.inputs`): the cell of
+    strategy label `strategy` on the same task, with backbone label `backbone` and seed `seed`, each the
+    asking cell's own when None. A swept strategy label names every one of its settings."""
+
+    strategy: str
+    backbone: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class CellInput:
+    """The trained model of a cell a strategy asked for (`TrainingContext.inputs`), loaded on demand:
+    `load()` builds it (wrapped as its strategy wrapped it) on the cell's device, in eval mode, frozen."""
+
+    key: str
+    strategy: str
+    options: dict[str, Any]
+    seed: int
+    load: Callable[[], TaskModel]
+
+
+@dataclass(frozen=True)
 class TrainingContext:
     """What a strategy may want to know about the cell it trains, passed to every callback that asks
     for it (a `context` parameter). Read-only: the loop hands what changes (the `optimizer`, the
@@ -378,6 +401,8 @@ class TrainingContext:
     autocast: Any = None
     #: the dataset component the loaders read (e.g. whether its training split is deterministic)
     dataset: Dataset | None = None
+    #: the trained models of the cells `Strategy.inputs` named, in that order (e.g. a soup's ingredients)
+    inputs: tuple[CellInput, ...] = ()
 
 
 @dataclass
@@ -423,6 +448,11 @@ class Loop(Protocol):
     #: what the strategy wants recorded with the result, e.g. {"feature_cache": "used"}
     notes: dict[str, Any]
 
+    @property
+    def metric(self) -> str:
+        """The metric the cell is ranked by (and its best epoch chosen by)."""
+        ...
+
     def run(
         self,
         *,
@@ -430,8 +460,10 @@ class Loop(Protocol):
         loaders: dict[str, torch.utils.data.DataLoader] | None = None,
         train_seconds: float = 0.0,
         eval_seconds: float = 0.0,
+        train: bool = True,
     ) -> FitOutcome:
-        """Train, validate after every epoch, test (`harness.TrainingLoop.run`)."""
+        """Train, validate after every epoch, test (`harness.TrainingLoop.run`); `train=False` only
+        validates and tests `model` (a model made without training, e.g. a soup)."""
         ...
 
     def evaluate(self, model: TaskModel, split: str) -> dict[str, float | None]:
@@ -470,6 +502,12 @@ class Strategy(Component):
     def teacher(self) -> TeacherRef | None:
         """The trained model this strategy learns from, if any; the runner provides it as `context.teacher`."""
         return None
+
+    def inputs(self, *args: Any, **kwargs: Any) -> list[CellRef]:
+        """The other cells whose trained models this strategy uses (e.g. a soup's ingredients); they run
+        first, keep their models, and arrive as `context.inputs`. Called when the suite is planned; may
+        ask for `seeds` (the suite's seeds) and `seed` (the asking cell's)."""
+        return []
 
     @abstractmethod
     def prepare(self, model: TaskModel, *args: Any, **kwargs: Any) -> list[ParamGroup]:

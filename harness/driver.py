@@ -60,8 +60,8 @@ def plan_jobs(
         needs = []
         if cell.pretrain and not cell.skip_reason:
             needs.append(stages[cell.pretrain].key)
-        if cell.teacher and not cell.skip_reason:
-            needs.append(cell.teacher)
+        if not cell.skip_reason:
+            needs += cell.needs
         jobs.append(Job(cell, needs=tuple(needs), **common))  # type: ignore[arg-type]
     return jobs
 
@@ -125,7 +125,8 @@ def run_suite(
 ) -> RunSummary:
     """Run every cell not already `ok` in the store, as jobs on the suite's executor (or `executor`).
 
-    `only` (`bench run --only`) keeps the cells it selects and the teacher cells they need.
+    `only` (`bench run --only`) keeps the cells it selects and the cells whose models they need
+    (teachers, inputs).
 
     Results are stored as each cell finishes, by whichever process ran it. A result that cannot be
     written (a full disk) stops the run: `RunSummary.stopped` says why, everything stored is kept.

@@ -346,7 +346,7 @@ def cell_jobs(
 ) -> list[tuple[str, float, list[str]]]:
     """The cells of the estimated groups as jobs for `wall_hours`, in the order given.
 
-    Each cell takes an even share of its group's device-hours and waits for its teacher cell
+    Each cell takes an even share of its group's device-hours and waits for the cells it needs (teacher, inputs)
     and for its pretraining stage (`stages`: stage name -> key of the stage's cell). Cells of
     groups without an estimate are left out.
     """
@@ -354,6 +354,6 @@ def cell_jobs(
     jobs = []
     for cell in cells:
         if cell.key in hours:
-            after = [key for key in (cell.teacher, stages.get(cell.pretrain or "")) if key]
+            after = [*cell.needs, *([stages[cell.pretrain]] if cell.pretrain in stages else [])]
             jobs.append((cell.key, hours[cell.key], after))
     return jobs

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.callbacks import call
 from harness.cell import Cell
-from harness.components import Backbone, Task
+from harness.components import Backbone, CellRef, Task
 from harness.errors import SuiteError
 from harness.registry import Registry
 from harness.settings import (
@@ -35,6 +35,9 @@ from harness.settings import (
 )
 from harness.suite import option_axes
 from harness.weights import file_identity, parse_weights, resolve_named
+
+#: the planned cells by (task, backbone, strategy label, seed): a strategy's sweep makes several
+Grid = dict[tuple[str, str, str, int], list[Cell]]
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def pretrain_cell(spec: PretrainSpec, suite: Suite, registry: Registry) -> Cell:
 def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
     """Every cell of the suite in run order (teachers before their students), with skip reasons."""
     pretrain_keys = {p.name: pretrain_cell(p, suite, registry).key for p in suite.pretrain}
-    cells: dict[tuple[str, str, str, int], list[Cell]] = {}
+    cells: Grid = {}
     for task in suite.tasks:
         for backbone in suite.backbones:
             for strategy in suite.strategies:
@@ -147,7 +150,7 @@ def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
                         _cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
                         for variant in variants(suite, task, strategy, registry)
                     ]
-    planned = _refuse_duplicates(suite, _with_teachers(suite, registry, cells))
+    planned = _refuse_duplicates(suite, _linked(suite, registry, cells))
     if not planned:
         raise SuiteError(f"{suite.source}: exclude: the exclusions leave no cell; exclude less")
     return planned
@@ -190,8 +193,9 @@ def _same_cell(suite: Suite, first: Cell, second: Cell) -> str:
     )
 
 
-def _with_teachers(suite: Suite, registry: Registry, grid: dict[tuple[str, str, str, int], list[Cell]]) -> list[Cell]:
-    """Link each distillation cell to its teacher cell (same task and seed); order teachers first."""
+def _linked(suite: Suite, registry: Registry, grid: Grid) -> list[Cell]:
+    """Link each distillation cell to its teacher cell (same task and seed), and each cell to the cells
+    its strategy's `inputs` names; order the cells others need first."""
     strategies = {s.id: s for s in suite.strategies}
     teacher_keys: set[str] = set()
     for (task, backbone, strategy, seed), cells in grid.items():
@@ -206,8 +210,9 @@ def _with_teachers(suite: Suite, registry: Registry, grid: dict[tuple[str, str, 
             continue
         grid[task, backbone, strategy, seed] = [_learning_from(cell, teachers[0]) for cell in cells]
         teacher_keys.add(teachers[0].key)
-    ordered = [replace(c, keep_model=c.key in teacher_keys) for cells in grid.values() for c in cells]
-    return sorted(ordered, key=lambda c: c.teacher is not None)
+    needed = _with_inputs(suite, registry, grid) | teacher_keys
+    ordered = [replace(c, keep_model=c.key in needed) for cells in grid.values() for c in cells]
+    return sorted(ordered, key=lambda c: (bool(c.inputs), c.teacher is not None))
 
 
 def _learning_from(cell: Cell, teacher: Cell) -> Cell:
@@ -218,6 +223,61 @@ def _learning_from(cell: Cell, teacher: Cell) -> Cell:
     if reason is None and teacher.skip_reason:
         reason = f"teacher cell is skipped: {teacher.skip_reason}"
     return replace(cell, key=settings.key, settings=settings, teacher=teacher.key, skip_reason=reason)
+
+
+def _with_inputs(suite: Suite, registry: Registry, grid: Grid) -> set[str]:
+    """Link each cell whose strategy names `inputs` to those cells (resolved with its own backbone and
+    seed where a reference leaves them out); the keys of the cells linked to."""
+    strategies = {s.id: s for s in suite.strategies}
+    before = dict(grid)  # references resolve to cells as they are before any input is linked
+    needed: set[str] = set()
+    for (task, backbone, strategy, seed), cells in grid.items():
+        linked = []
+        for cell in cells:
+            plugin = registry.create("strategy", strategies[strategy].name, cell.settings.strategy.options)
+            refs = call(plugin.inputs, seeds=list(suite.seeds), seed=seed)
+            if not refs:
+                linked.append(cell)
+                continue
+            found, reason = _resolve_inputs(refs, before, task, backbone, seed)
+            if reason is None and any(c.key == cell.key for c in found):
+                raise SuiteError(f"{suite.source}: strategies: {strategy!r} names itself among its inputs")
+            linked.append(_using(cell, found, reason))
+            needed.update(c.key for c in found)
+        grid[task, backbone, strategy, seed] = linked
+    return needed
+
+
+def _resolve_inputs(
+    refs: list[CellRef], grid: Grid, task: str, backbone: str, seed: int
+) -> tuple[list[Cell], str | None]:
+    """The cells `refs` name (every setting of a swept label), or why they cannot be used."""
+    found: list[Cell] = []
+    for ref in refs:
+        where = (task, ref.backbone or backbone, ref.strategy, seed if ref.seed is None else ref.seed)
+        cells = grid.get(where, [])
+        name = f"input {where[1]} / {where[2]} / seed {where[3]}"
+        if not cells:
+            return found, f"{name} is not in the suite (excluded, or not one of its seeds or labels)"
+        for cell in cells:
+            if cell.skip_reason:
+                return found, f"{name} is skipped: {cell.skip_reason}"
+            if cell.inputs:
+                return found, f"{name} uses inputs itself"
+        found += cells
+    return found, None
+
+
+def _using(cell: Cell, inputs: list[Cell], reason: str | None) -> Cell:
+    """`cell` with the identities of its inputs in its settings (and so in its key), or skipped with `reason`."""
+    if reason is not None:
+        return replace(cell, skip_reason=cell.skip_reason or reason)
+    identities = [
+        TeacherSettings(key=c.key, backbone=c.settings.backbone, strategy=c.settings.strategy, seed=c.seed)
+        for c in inputs
+    ]
+    settings = cell.settings.model_copy(update={"inputs": identities})
+    return replace(cell, key=settings.key, settings=settings, inputs=tuple(c.key for c in inputs))
 
 
 def _cell(

@@ -95,6 +95,7 @@ class Plan:
                 "state": p.state,
                 "skip_reason": p.cell.skip_reason,
                 "teacher": p.cell.teacher,
+                "inputs": list(p.cell.inputs),
                 "pretrain": p.cell.pretrain,
                 "device_hours": hours.get(p.cell.key),
                 "estimate_from": where.get(p.cell.key),

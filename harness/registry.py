@@ -64,6 +64,7 @@ BUILTIN_PLUGINS = (
     "bench_plugins.strategies.swa",
     "bench_plugins.strategies.lp_ft",
     "bench_plugins.strategies.sam",
+    "bench_plugins.strategies.soup",
     "bench_plugins.executors.sequential",
     "bench_plugins.executors.processes",
     "bench_plugins.executors.ray_executor",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness.errors import BenchError
+from harness.formatting import significant_figures
 from harness.stats import (
     ALPHA,
     BOOTSTRAP_RESAMPLES,
@@ -61,9 +62,11 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
          "highest resident size above the cell's starting one, sampled every 2 ms"),
         ("trainable", "parameters the strategy trains, and their share of the task model's parameters"),
         ("FLOPs/sample", "forward and backward FLOPs of one training sample, where counted"),
-        ("ROI", "gain per device-hour of training, and gain per million trainable parameters"),
-        ("Pareto", "★: no other row of the task on the same device trains in fewer device-hours and scores "
-         "at least as high (or as fast and higher)"),
+        ("ROI", "gain per device-hour of training (a row built on other cells' trained models, a distillation "
+         "teacher or soup ingredients, adds their device-hours: a note names it), and gain per million trainable "
+         "parameters"),
+        ("Pareto", "★: no other row of the task on the same device trains in fewer device-hours (those of the "
+         "cells it is built on included) and scores at least as high (or as fast and higher)"),
         ("not above trivial", "the row's lower confidence bound (its mean when n = 1) is not above the score of "
          "the task's trivial predictor on the same test split (classification: the majority class, top-k the k "
          "most frequent; segmentation: the most frequent class at every pixel; detection: no detections, 0). "
@@ -247,6 +250,9 @@ def _group_row(group: pd.DataFrame, column: str, val_column: str) -> dict[str, A
         "val_mean": _mean(good[val_column]),
         "train_seconds": train_seconds,
         "train_device_hours": train_seconds / 3600,
+        "upstream_device_hours": float(pd.to_numeric(_column(good, "cost.upstream_seconds")).fillna(0).mean()) / 3600
+        if len(good)
+        else 0.0,
         "train_device_hours_ci_half_width": hours.half_width,
         "samples_per_second": _mean(good["cost.samples_per_second"]),
         "data_wait_fraction": timing.data_wait_fraction,
@@ -290,6 +296,20 @@ def _seed_timings(good: pd.DataFrame) -> list[SeedTiming]:
     return timings
 
 
+def _upstream_notes(table: pd.DataFrame) -> list[str]:
+    """Name the rows whose ROI counts other cells' training (teachers, soups' ingredients), and how much."""
+    built = table[table["upstream_device_hours"] > 0]
+    if built.empty:
+        return []
+    rows = ", ".join(
+        f"{r.backbone} / {r.strategy} (+{significant_figures(r.upstream_device_hours)} h)" for r in built.itertuples()
+    )
+    return [
+        f"built on other cells' trained models (teachers, soup ingredients): {rows}; their ROI divides the gain by "
+        "their own device-hours plus those cells', what adopting the strategy costs"
+    ]
+
+
 def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: ReportOptions) -> TaskTable:
     kind = str(rows["task_kind"].iloc[0])
     metric = options.metric
@@ -319,8 +339,11 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
         table = table[table["selected"]].reset_index(drop=True)
     notes.extend(_interval_notes(table))
     notes.extend(_gains(table, baseline, options.alpha))
-    table["roi_per_device_hour"] = table["gain"] / table["train_device_hours"]
-    table["roi_per_million_params"] = table["gain"] / (table["trainable_params"] / 1e6)
+    # a row built on other cells' models (a teacher, a soup's ingredients) costs theirs too
+    table["roi_per_device_hour"] = table["gain"] / (table["train_device_hours"] + table["upstream_device_hours"])
+    trained = table["trainable_params"].where(table["trainable_params"] > 0)  # none trained: no ROI per parameter
+    table["roi_per_million_params"] = table["gain"] / (trained / 1e6)
+    notes.extend(_upstream_notes(table))
     _mark_trivial(table, trivial)
     if options.strategies:
         table = table[table["strategy"].isin(options.strategies)].reset_index(drop=True)
@@ -503,7 +526,8 @@ def _mark_pareto(table: pd.DataFrame) -> list[str]:
     devices = [d for d in dict.fromkeys(table["device"]) if d]
     for device in devices:
         part = table[(table["device"] == device) & ranked_rows(table)]  # not above trivial: never marked
-        flags = pareto_optimal(list(part["train_device_hours"]), list(part["mean"]))
+        hours = part["train_device_hours"] + part["upstream_device_hours"]  # what the row's recipe costs in all
+        flags = pareto_optimal(list(hours), list(part["mean"]))
         table.loc[part.index, "pareto"] = flags
     if len(devices) > 1:
         return [

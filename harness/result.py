@@ -42,6 +42,9 @@ class Cost:
     trainable_params: int = 0
     total_params: int = 0
     flops_per_sample: float | None = None
+    #: training device seconds of the cells whose models this one uses (its teacher, its inputs), and
+    #: of those they used: what the report adds to `train_seconds` for the ROI
+    upstream_seconds: float = 0.0
     device: str = ""
     device_name: str = ""
 

@@ -116,6 +116,7 @@ def _train_on(
     result.data = parts.dataset.data_report(task.name, "train")
     cost = result.cost
     cost.total_params = count_parameters(model)[1]
+    cost.upstream_seconds = upstream_seconds(cell, store)
     cost.device, cost.device_name = str(setup.device), setup.name
     loop = TrainingLoop(assembled, observer)
     cost.flops_per_sample = _count_flops(loop, assembled.first_batch())
@@ -141,6 +142,16 @@ def _train_on(
         save_state(evaluated, store.model_path(cell.key))
     if on_trained is not None:
         on_trained(evaluated)
+
+
+def upstream_seconds(cell: Cell, store: Store) -> float:
+    """The training device seconds of the cells `cell` needs (teacher, inputs), each with its own upstream."""
+    total = 0.0
+    for key in cell.needs:
+        result = store.load(key)
+        if result is not None:
+            total += result.cost.train_seconds + result.cost.upstream_seconds
+    return total
 
 
 def save_state(model: torch.nn.Module, path: Path) -> None:

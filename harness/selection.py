@@ -152,7 +152,8 @@ def _toml(text: str) -> object:
 
 
 def select_cells(cells: list[Cell], only: CellFilter | None, where: str) -> list[Cell]:
-    """The cells `only` selects and the teacher cells they learn from, in plan order (all without a filter).
+    """The cells `only` selects and the cells whose models they need (teachers, inputs), in plan order (all
+    without a filter).
 
     `where` names the suite in messages. A value no cell has, or a filter that leaves no cell, is a `BenchError`.
     """
@@ -164,9 +165,9 @@ def select_cells(cells: list[Cell], only: CellFilter | None, where: str) -> list
         raise BenchError(f"{only}: no cell of {where} has all of these; `bench plan` lists the cells")
     by_key = {c.key: c for c in cells}
     todo = list(chosen)
-    while todo:  # the teachers, and theirs (a suite has no chains, but nothing here depends on it)
-        teacher = by_key[todo.pop()].teacher
-        if teacher is not None and teacher in by_key and teacher not in chosen:
-            chosen.add(teacher)
-            todo.append(teacher)
+    while todo:  # the cells needed, and theirs (a soup's ingredient may learn from a teacher)
+        for needed in by_key[todo.pop()].needs:
+            if needed in by_key and needed not in chosen:
+                chosen.add(needed)
+                todo.append(needed)
     return [c for c in cells if c.key in chosen]

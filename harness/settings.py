@@ -377,11 +377,20 @@ class StrategySettings(Resolved):
 
 
 class TeacherSettings(Resolved):
-    """The cell another one learns from: its key, and the backbone and strategy its saved model needs."""
+    """A cell whose trained model another one uses (a distillation teacher, a soup's ingredient): its
+    key, and the backbone and strategy its saved model needs; `seed` for an input (not for a teacher)."""
 
     key: str
     backbone: BackboneSettings
     strategy: StrategySettings
+    seed: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": self.key, "backbone": self.backbone.as_json()}
+        data["strategy"] = self.strategy.as_json()
+        if self.seed is not None:
+            data["seed"] = self.seed
+        return data
 
 
 class CellSpec(Resolved):
@@ -395,6 +404,8 @@ class CellSpec(Resolved):
     seed: int
     #: the cell whose trained model this one learns from (distillation), if any
     teacher: TeacherSettings | None = None
+    #: the cells whose trained models this one uses (`Strategy.inputs`, e.g. a soup's ingredients)
+    inputs: list[TeacherSettings] = []
 
     def as_json(self) -> dict[str, Any]:
         """The settings as stored with the result and hashed into the key (the same JSON since version 3)."""
@@ -407,11 +418,9 @@ class CellSpec(Resolved):
             "seed": self.seed,
         }
         if self.teacher is not None:
-            data["teacher"] = {
-                "key": self.teacher.key,
-                "backbone": self.teacher.backbone.as_json(),
-                "strategy": self.teacher.strategy.as_json(),
-            }
+            data["teacher"] = self.teacher.as_json()
+        if self.inputs:  # absent when empty, so cells without inputs keep their keys
+            data["inputs"] = [cell.as_json() for cell in self.inputs]
         return data
 
     @property

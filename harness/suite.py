@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
 )
 
+from harness.callbacks import call
 from harness.errors import SuiteError
 from harness.overrides import Override, ShadowedOverride, applied, apply_overrides, parse_overrides, shadowed
 from harness.registry import Registry, default_registry
@@ -307,7 +308,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
     found raises, in the file's order of sections."""
     names = _NameCheck(suite, registry)
     for find in (names.output, names.executor, names.unique, names.pretraining, names.tasks, names.backbones,
-                 names.strategies, names.teachers, names.labels):  # fmt: skip
+                 names.strategies, names.teachers, names.inputs, names.labels):  # fmt: skip
         find()
 
 
@@ -424,6 +425,22 @@ class _NameCheck:
     def teachers(self) -> None:
         _check_teachers(self.suite, self.registry, self.fail)
 
+    def inputs(self) -> None:
+        """What `Strategy.inputs` names is a strategy (and backbone, seed) of this suite, not the strategy itself."""
+        suite = self.suite
+        labels, backbones = [s.id for s in suite.strategies], [b.id for b in suite.backbones]
+        for i, spec in enumerate(suite.strategies):
+            for ref in call(_first_of(spec, self.registry).inputs, seeds=list(suite.seeds), seed=suite.seeds[0]):
+                key = _holding_key(spec, ref.strategy, f"strategies[{i}].options")
+                if ref.strategy not in labels:
+                    self.fail(key, f"unknown strategy {ref.strategy!r}; allowed: {', '.join(labels)}")
+                if ref.strategy == spec.id:
+                    self.fail(key, f"{spec.id!r} is this strategy itself; name the strategies whose models it uses")
+                if ref.backbone is not None and ref.backbone not in backbones:
+                    self.fail(key, f"unknown backbone {ref.backbone!r}; allowed: {', '.join(backbones)}")
+                if ref.seed is not None and ref.seed not in suite.seeds:
+                    self.fail(key, f"seed {ref.seed} is not one of the suite's seeds ({list(suite.seeds)})")
+
     def labels(self) -> None:
         suite = self.suite
         labels = {
@@ -464,10 +481,15 @@ def _check_reported(task: TaskSpec, registry: Registry, fail: Any, key: str) -> 
         fail(f"{key}.metric", f"{task.metric!r} is not reported with these options; allowed: {', '.join(reported)}")
 
 
-def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:
+def _first_of(spec: StrategySpec, registry: Registry) -> Any:
+    """The strategy of `spec` at the first value of each swept option."""
     cls = registry.get("strategy", spec.name)
     fixed, axes = option_axes(cls.Options, spec.options)
-    return cls({**fixed, **{k: v[0] for k, v in axes.items()}}).teacher()  # type: ignore[attr-defined]
+    return cls({**fixed, **{k: v[0] for k, v in axes.items()}})
+
+
+def _teacher_of(spec: StrategySpec, registry: Registry) -> Any:
+    return _first_of(spec, registry).teacher()
 
 
 def _own_key(spec: StrategySpec, registry: Registry, value: Any, usual: str, key: str) -> str:
@@ -477,6 +499,14 @@ def _own_key(spec: StrategySpec, registry: Registry, value: Any, usual: str, key
         return f"{key}.{holders[0]}"
     fields = registry.get("strategy", spec.name).Options.model_fields
     return f"{key}.{usual}" if usual in fields else key
+
+
+def _holding_key(spec: StrategySpec, value: Any, key: str) -> str:
+    """The key of the strategy's option that holds `value`, itself or in a list (else the options' key)."""
+    for name, given in spec.options.items():
+        if given == value or (isinstance(given, list) and value in given):
+            return f"{key}.{name}"
+    return key
 
 
 def _check_teachers(suite: Suite, registry: Registry, fail: Any) -> None:

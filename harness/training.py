@@ -172,10 +172,13 @@ class TrainingLoop:
         loaders: dict[str, DataLoader] | None = None,
         train_seconds: float = 0.0,
         eval_seconds: float = 0.0,
+        train: bool = True,
     ) -> FitOutcome:
         """Train, validate after every epoch, test. `model` and `loaders` stand in for the cell's own
         (a model sharing its parameters, loaders of the same length); the seconds are work done before
-        the loop that counts as training or evaluation (computing cached features)."""
+        the loop that counts as training or evaluation (computing cached features, making a soup).
+        With `train=False` nothing trains and no training callback is called: `model` is validated
+        once (a curve of one point, epoch 0, no training loss) and tested."""
         if loaders is not None:
             self.loaders = {**self.loaders, **loaders}
         model = model or self.model
@@ -187,7 +190,11 @@ class TrainingLoop:
         clock = LoopClock(self.total, sync, self.setup.compile, train_seconds, eval_seconds)
         outcome = FitOutcome(optimizer=self.optimizer, model=model, warmup_steps=clock.warmup)
         step = 0
-        for epoch in range(self.epochs):
+        if not train:
+            with clock.evaluation():
+                val = self.evaluate(model, "val")
+            self._record(outcome, -1, 0, None, val)
+        for epoch in range(self.epochs if train else 0):
             step, train_loss = self._epoch(outcome, clock, epoch, step)
             outcome.steps = step
             with clock.evaluation():
@@ -331,7 +338,7 @@ class TrainingLoop:
         return self.eager
 
     def _record(
-        self, outcome: FitOutcome, epoch: int, step: int, train_loss: float, val: dict[str, float | None]
+        self, outcome: FitOutcome, epoch: int, step: int, train_loss: float | None, val: dict[str, float | None]
     ) -> None:
         metric = self.metric
         if metric not in val:

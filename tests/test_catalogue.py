@@ -32,6 +32,7 @@ CATALOGUE = [
     {"name": "swa", "options": {"start": 0.5}},
     {"name": "lp_ft", "training": {"epochs": 2, "max_steps": 4}},  # one probe epoch, one fine-tuning epoch
     {"name": "sam", "options": {"rho": 0.05}},
+    {"name": "soup", "options": {"ingredients": ["full", "ema", "sam"]}},
 ]
 
 

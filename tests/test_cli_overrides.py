@@ -290,7 +290,7 @@ def test_only_on_plan_lists_the_selected_cells_and_their_teachers(selected_run) 
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
     assert lines[0] == "tiny: 3 of 3 cells (--only strategy=linear_probe,strategy=distill)"
-    assert "teacher cells the selected cells learn from: 2" in lines
+    assert "cells whose models the selected cells need (teachers, inputs): 2" in lines
     probe = runner.invoke(app, ["plan", str(suite), "--only", "strategy=linear_probe,task=cls,seed=0"])
     assert probe.output.splitlines()[0] == "tiny: 1 of 3 cells (--only strategy=linear_probe,task=cls,seed=0)"
     assert "1 to run" in probe.output  # numbered as in the whole grid
