@@ -121,18 +121,18 @@ def test_a_bad_option_is_reported_under_the_plugins_own_key(tmp_path: Path) -> N
     from harness.errors import SuiteError
     from harness.suite import parse_suite
 
-    class SoupOptions(StrategyOptions):
-        ingredient_backbone: str
-        ingredient_strategy: str = "full"
+    class MentorOptions(StrategyOptions):
+        mentor_backbone: str
+        mentor_strategy: str = "full"
 
-    class Soup(Strategy):
+    class Mentor(Strategy):
         """Learns from another cell."""
 
-        name = "soup"
-        Options = SoupOptions
+        name = "mentor"
+        Options = MentorOptions
 
         def teacher(self) -> TeacherRef:
-            return TeacherRef(self.options.ingredient_backbone, self.options.ingredient_strategy)
+            return TeacherRef(self.options.mentor_backbone, self.options.mentor_strategy)
 
         def prepare(self, model):
             return []
@@ -140,16 +140,16 @@ def test_a_bad_option_is_reported_under_the_plugins_own_key(tmp_path: Path) -> N
     class Plugin:
         @hookimpl
         def bench_strategies(self):
-            return [Soup]
+            return [Mentor]
 
-    registry = Registry(plugins=[(Plugin(), "soup-plugin")], entry_points=False)
-    soup = {"name": "soup", "options": {"ingredient_backbone": "resnet1000"}}
-    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, soup])
+    registry = Registry(plugins=[(Plugin(), "mentor-plugin")], entry_points=False)
+    mentor = {"name": "mentor", "options": {"mentor_backbone": "resnet1000"}}
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, mentor])
     with pytest.raises(
-        SuiteError, match=r"strategies\[1\]\.options\.ingredient_backbone: unknown backbone 'resnet1000'"
+        SuiteError, match=r"strategies\[1\]\.options\.mentor_backbone: unknown backbone 'resnet1000'"
     ):
         parse_suite(data, registry=registry)
-    soup["options"] = {"ingredient_backbone": "resnet18", "ingredient_strategy": "fulll"}
-    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, soup])
-    with pytest.raises(SuiteError, match=r"strategies\[1\]\.options\.ingredient_strategy: unknown strategy 'fulll'"):
+    mentor["options"] = {"mentor_backbone": "resnet18", "mentor_strategy": "fulll"}
+    data = tiny_suite(tmp_path / "out", strategies=[{"name": "full"}, mentor])
+    with pytest.raises(SuiteError, match=r"strategies\[1\]\.options\.mentor_strategy: unknown strategy 'fulll'"):
         parse_suite(data, registry=registry)

@@ -269,6 +269,7 @@ SPECIAL: dict[tuple[str, str], st.SearchStrategy[Any] | None] = {
     ("distill", "teacher_backbone"): None,  # set from the suite's backbones
     ("distill", "teacher_strategy"): None,
     ("distill", "teacher_checkpoint"): None,
+    ("soup", "ingredients"): None,  # set from the suite's strategies
     ("timm", "model"): st.sampled_from(["resnet18", "resnet34"]),
     ("processes", "devices"): st.sampled_from([["cpu"], ["cuda:0"], ["cuda:0", "cuda:1"]]),
     ("ray", "address"): None,
@@ -340,7 +341,10 @@ def training_of(draw: Draw, sweeps: bool = True, max_fields: int = 4) -> dict[st
     if sweeps and keys and draw(st.integers(0, 2)) == 0:
         key = draw(st.sampled_from(keys))
         strategy = field_strategy("training", TrainingOverrides, key)
-        choices = distinct(draw(st.lists(strategy, min_size=1, max_size=3)))  # type: ignore[arg-type]
+        drawn = draw(st.lists(strategy, min_size=1, max_size=3))  # type: ignore[arg-type]
+        if key == "amp":  # `amp = true` is spelled "auto" (one cell key), so a sweep of both is one cell
+            drawn = ["auto" if v is True else v for v in drawn]
+        choices = distinct(drawn)
         values[key] = choices
     return values
 
@@ -420,12 +424,18 @@ def strategies(draw: Draw, label: str | None, name: str, others: list[str], back
     if name == "distill":  # the teacher: a backbone of this suite, a strategy of it that has no teacher itself
         options["teacher_backbone"] = draw(st.sampled_from(backbone_ids))
         options["teacher_strategy"] = draw(st.sampled_from(others))
+    if name == "soup":  # the ingredients: strategies of this suite that use no other cells
+        options["ingredients"] = draw(st.lists(st.sampled_from(others), min_size=1, max_size=2, unique=True))
     if options:
         spec["options"] = options
     training = draw(training_of())
     if training:
         spec["training"] = training
     return spec
+
+
+#: strategies that use other cells of the suite (a teacher, ingredients): never a teacher or an ingredient
+USES_CELLS = {"distill", "soup"}
 
 
 def unique_labels(count: int) -> st.SearchStrategy[list[str]]:
@@ -495,14 +505,15 @@ def valid_suites(draw: Draw, workdir: Path) -> dict[str, Any]:
     names = draw(
         st.lists(st.sampled_from(STRATEGIES), min_size=len(strategy_ids), max_size=len(strategy_ids), unique=True)
     )
-    if names[0] == "distill":  # the first one teaches: some strategy without a teacher
-        if len(names) > 1:
-            names[0], names[1] = names[1], names[0]
+    if names[0] in USES_CELLS:  # the first one teaches or is an ingredient: a strategy that uses no other cells
+        plain = [i for i, n in enumerate(names) if n not in USES_CELLS]
+        if plain:
+            names[0], names[plain[0]] = names[plain[0]], names[0]
         else:
-            names[0] = draw(st.sampled_from([s for s in STRATEGIES if s != "distill"]))
+            names[0] = draw(st.sampled_from([s for s in STRATEGIES if s not in USES_CELLS and s not in names]))
     suite["strategies"] = []
     for i, (label, name) in enumerate(zip(strategy_ids, names, strict=True)):
-        teachers = [strategy_ids[j] for j in range(i) if names[j] != "distill"]
+        teachers = [strategy_ids[j] for j in range(i) if names[j] not in USES_CELLS]
         suite["strategies"].append(draw(strategies(label, name, teachers, backbone_ids)))
 
     if draw(st.booleans()):
