@@ -4,6 +4,7 @@ and collect what every job became; one failure never stops a suite."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from harness.grid import plan_cells, pretrain_cell
 from harness.job import Job, JobOutcome
 from harness.progress import HookRelay
 from harness.registry import Registry, default_registry
-from harness.result import RunSummary
+from harness.result import CellResult, RunSummary
 from harness.scheduler import Scheduler
+from harness.search import SearchRun, plan_searches
 from harness.selection import CellFilter, select_cells
 from harness.settings import Suite
 from harness.store import Store, manifest_runs
@@ -37,20 +39,13 @@ def plan_jobs(
     *,
     fresh: bool = False,
     portable: bool = False,
+    searched_stages: tuple[str, ...] = (),
 ) -> list[Job]:
     """Jobs for the cells not done yet (all with `fresh`) and the pretraining stages they need, stages first."""
     todo = cells if fresh else [c for c in cells if not store.is_done(c.key, c.keep_model)]
-    plugins = registry.portable() if portable else ()
-    common = {
-        "store": str(store.root),
-        "device": suite.device,
-        "plugins": plugins,
-        "entry_points": registry.entry_points,
-        "planned_at": planned_at,
-        "fresh": fresh,
-    }
+    common = job_fields(suite, registry, store, planned_at, fresh=fresh, portable=portable)
     stages = {spec.name: pretrain_cell(spec, suite, registry) for spec in suite.pretrain}
-    needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason}
+    needed = {c.pretrain for c in todo if c.pretrain and not c.skip_reason} | set(searched_stages)
     jobs = [
         Job(stage, pretraining=True, **common)  # type: ignore[arg-type]
         for name, stage in stages.items()
@@ -64,6 +59,20 @@ def plan_jobs(
             needs += cell.needs
         jobs.append(Job(cell, needs=tuple(needs), **common))  # type: ignore[arg-type]
     return jobs
+
+
+def job_fields(
+    suite: Suite, registry: Registry, store: Store, planned_at: str, *, fresh: bool, portable: bool
+) -> dict[str, Any]:
+    """What every job of a run shares: the store, the device, the plugins other processes rebuild."""
+    return {
+        "store": str(store.root),
+        "device": suite.device,
+        "plugins": registry.portable() if portable else (),
+        "entry_points": registry.entry_points,
+        "planned_at": planned_at,
+        "fresh": fresh,
+    }
 
 
 def _labels(cell: Cell) -> dict[str, Any]:
@@ -141,7 +150,11 @@ def run_suite(
     _tidy(store, observer)
     runs = _previous_runs(store, observer)
     executor = executor or registry.create("executor", suite.executor.name, suite.executor.options)
-    jobs = plan_jobs(suite, registry, cells, store, planned_at, fresh=fresh, portable=executor.portable)
+    searches = _searches(suite, registry, store, observer, fresh=fresh, only=bool(only))
+    stages = tuple(s.plan.pretrain for s in searches if s.plan.pretrain)
+    jobs = plan_jobs(
+        suite, registry, cells, store, planned_at, fresh=fresh, portable=executor.portable, searched_stages=stages
+    )
     for path, problem in store.bad_checkpoints.items():
         observer.message(f"{problem}; {path.name} is built again")
     todo = sum(not job.pretraining for job in jobs)
@@ -151,18 +164,24 @@ def run_suite(
         store.write_manifest(_manifest(suite, run, runs))
     except OSError as exc:
         why = f"cannot write {store.manifest_path}: {exc.strerror or exc}"
-        if jobs:
+        if jobs or searches:
             summary.stopped = f"{why}; stopped before running anything"
             return summary
         observer.message(f"{why}; nothing to run, so nothing is lost")
     loggers = _start_loggers(suite, registry, store.root)
     try:
-        observer.emit(RunStarted(suite=suite, cells=cells, done=summary.reused))
-        _execute(jobs, executor, store, registry, observer, summary)
+        common = job_fields(suite, registry, store, planned_at, fresh=fresh, portable=executor.portable)
+        searching = Searching(searches, Found(store, suite, run, runs, observer, common))
+        jobs += searching.start()  # a resumed search tells its stored trials first
+        searched = sum(search.plan.spec.budget() + len(suite.seeds) for search in searches)
+        summary.total += searched
+        summary.reused += searching.reused
+        observer.emit(RunStarted(suite=suite, cells=cells, done=summary.reused, searched=searched))
+        _execute(jobs, executor, store, registry, observer, summary, searching)
         if summary.stopped is not None:
             kept = sum(store.load(c.key) is not None for c in cells)
             summary.stopped = f"{summary.stopped}; stopped, {kept} finished cells are kept"
-        if jobs and summary.stopped is None:
+        if (jobs or searches) and summary.stopped is None:
             _finish_manifest(store, run, observer)
         observer.emit(RunFinished(suite=suite, summary=summary))
     finally:
@@ -171,6 +190,17 @@ def run_suite(
                 logger.close()
             registry.pm.unregister(logger)
     return summary
+
+
+def _searches(
+    suite: Suite, registry: Registry, store: Store, observer: Observer, *, fresh: bool, only: bool
+) -> list[SearchRun]:
+    """The suite's searches for this run (none with `--only`, which selects planned cells)."""
+    searches = [SearchRun(plan, registry, store, fresh=fresh) for plan in plan_searches(suite, registry)]
+    if only and searches:
+        observer.message("--only runs no search: the searched strategies are left out of this run")
+        return []
+    return searches
 
 
 def _run_record(suite: Suite, cells: list[Cell], planned_at: str) -> dict[str, Any]:
@@ -197,14 +227,77 @@ def _manifest(suite: Suite, run: dict[str, Any], runs: list[dict[str, Any]]) -> 
     }
 
 
+@dataclass
+class Found:
+    """What a search's new cells need: jobs like the planned ones, and a place in the manifest."""
+
+    store: Store
+    suite: Suite
+    run: dict[str, Any]
+    runs: list[dict[str, Any]]
+    observer: Observer
+    #: `job_fields` of this run
+    common: dict[str, Any]
+
+    def job(self, cell: Cell) -> Job:
+        needs = (cell.settings.backbone.weights.partition("@")[2],) if cell.pretrain else ()
+        return Job(cell, needs=needs, **self.common)
+
+    def record(self, cells: list[Cell]) -> None:
+        """Final cells are the suite's cells: the manifest lists them so the report shows them."""
+        self.run["cells"] = [*self.run["cells"], *(c.key for c in cells if c.key not in self.run["cells"])]
+        self.run["labels"] = {**self.run["labels"], **{c.key: _labels(c) for c in cells}}
+        try:
+            self.store.write_manifest(_manifest(self.suite, self.run, self.runs))
+        except OSError as exc:
+            self.observer.message(f"cannot write {self.store.manifest_path}: {exc.strerror or exc}")
+
+
+@dataclass
+class Searching:
+    """The suite's searches while it runs: which jobs they start, and what each trial's outcome asks next."""
+
+    searches: list[SearchRun]
+    found: Found
+
+    def start(self) -> list[Job]:
+        return [job for search in self.searches for job in self._jobs(search, search.start())]
+
+    def _jobs(self, search: SearchRun, cells: list[Cell]) -> list[Job]:
+        if cells and cells is search.finals:
+            self.found.record(cells)
+            cells = search.finals_to_run()
+        return [self.found.job(cell) for cell in cells]
+
+    @property
+    def reused(self) -> int:
+        return sum(search.reused for search in self.searches)
+
+    def outcome(self, job: Job, result: CellResult) -> list[Job]:
+        for search in self.searches:
+            if search.owns(job.key):
+                return self._jobs(search, search.finished(job.cell, result))
+        return []
+
+
 def _execute(
-    jobs: list[Job], executor: Executor, store: Store, registry: Registry, observer: Observer, summary: RunSummary
+    jobs: list[Job],
+    executor: Executor,
+    store: Store,
+    registry: Registry,
+    observer: Observer,
+    summary: RunSummary,
+    searching: Searching | None = None,
 ) -> None:
-    """Run the jobs on the executor, counting what became of each in `summary` (`stopped`: why it stopped)."""
+    """Run the jobs on the executor, counting what became of each in `summary` (`stopped`: why it stopped);
+    the searches add their trials and final cells as they go."""
 
     def on_outcome(job: Job, outcome: JobOutcome) -> None:
         result = outcome.result
         assert result is not None
+        if searching is not None:
+            for new in searching.outcome(job, result):
+                scheduler.add(new)
         if job.pretraining:
             summary.pretrained += outcome.how == "ran"
         else:

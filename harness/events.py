@@ -50,6 +50,8 @@ class RunStarted(Event):
     suite: Suite
     cells: list[Cell]
     done: int
+    #: cells the searches will add as they run (trials and final runs still to come)
+    searched: int = 0
 
 
 @dataclass(frozen=True)

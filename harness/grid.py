@@ -33,7 +33,7 @@ from harness.settings import (
     TeacherSettings,
     Training,
 )
-from harness.suite import option_axes
+from harness.sweeps import option_axes
 from harness.weights import file_identity, parse_weights, resolve_named
 
 #: the planned cells by (task, backbone, strategy label, seed): a strategy's sweep makes several
@@ -143,15 +143,15 @@ def plan_cells(suite: Suite, registry: Registry) -> list[Cell]:
     for task in suite.tasks:
         for backbone in suite.backbones:
             for strategy in suite.strategies:
-                if _excluded(suite, task, backbone, strategy):
-                    continue
+                if excluded(suite, task, backbone, strategy) or suite.search_for(strategy) is not None:
+                    continue  # a searched strategy's cells are made as its search runs (`harness.search`)
                 for seed in suite.seeds:
                     cells[task.name, backbone.id, strategy.id, seed] = [
-                        _cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
+                        plan_cell(suite, registry, task, backbone, strategy, variant, seed, pretrain_keys)
                         for variant in variants(suite, task, strategy, registry)
                     ]
     planned = _refuse_duplicates(suite, _linked(suite, registry, cells))
-    if not planned:
+    if not planned and not any(suite.search_for(s) is not None for s in suite.strategies):
         raise SuiteError(f"{suite.source}: exclude: the exclusions leave no cell; exclude less")
     return planned
 
@@ -280,7 +280,7 @@ def _using(cell: Cell, inputs: list[Cell], reason: str | None) -> Cell:
     return replace(cell, key=settings.key, settings=settings, inputs=tuple(c.key for c in inputs))
 
 
-def _cell(
+def plan_cell(
     suite: Suite,
     registry: Registry,
     task: TaskSpec,
@@ -333,7 +333,7 @@ def _resolve_weights(
     return file_identity(source.value), None
 
 
-def _excluded(suite: Suite, task: TaskSpec, backbone: BackboneSpec, strategy: StrategySpec) -> bool:
+def excluded(suite: Suite, task: TaskSpec, backbone: BackboneSpec, strategy: StrategySpec) -> bool:
     for ex in suite.exclude:
         if (
             (ex.task is None or ex.task == task.name)

@@ -68,8 +68,9 @@ def bench_loggers() -> list[type[Logger]]:
 
 
 @hookspec
-def bench_run_started(suite: Suite, cells: list[Cell], done: int) -> None:
-    """A suite run starts: its planned cells, `done` of which already have a result."""
+def bench_run_started(suite: Suite, cells: list[Cell], done: int, searched: int) -> None:
+    """A suite run starts: its planned cells, `done` of which already have a result, and `searched`
+    more cells its searches will make as they run (trials, then the chosen setting's runs)."""
 
 
 @hookspec

@@ -105,8 +105,8 @@ class QuietProgress:
         self.console.print(text, markup=False, soft_wrap=True)
 
     @hookimpl
-    def bench_run_started(self, cells: list[Cell], done: int) -> None:
-        self.total, self.count = len(cells), done
+    def bench_run_started(self, cells: list[Cell], done: int, searched: int) -> None:
+        self.total, self.count = len(cells) + searched, done
         if done:
             self._line(f"{done} of {self.total} cells already done, skipping them")
 
@@ -158,9 +158,9 @@ class RichProgress(QuietProgress):
         self.progress.update(self.suite_bar, info=f"{running} running{failed}")
 
     @hookimpl
-    def bench_run_started(self, cells: list[Cell], done: int) -> None:
-        super().bench_run_started(cells, done)
-        self.progress.update(self.suite_bar, total=len(cells), completed=done)
+    def bench_run_started(self, cells: list[Cell], done: int, searched: int) -> None:
+        super().bench_run_started(cells, done, searched)
+        self.progress.update(self.suite_bar, total=self.total, completed=done)
 
     @hookimpl
     def bench_cell_started(self, cell: Cell, slot: int, epochs: int) -> None:

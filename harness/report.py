@@ -29,6 +29,7 @@ from harness.stats import (
 )
 from harness.store import read_planned, results_frame
 from harness.timing import LOAD_LIMIT, LOADER_BOUND_FRACTION, SPREAD_LIMIT, WARMUP_STEPS, SeedTiming, judge_timing
+from harness.tuning import roi_with_tuning, tuning_frame, tuning_notes, with_tuning
 
 SortOrder = Literal["plan", "metric", "gain", "roi", "cost"]
 SORT_ORDERS: tuple[str, ...] = ("plan", "metric", "gain", "roi", "cost")
@@ -173,7 +174,11 @@ def build_report(path: str | Path, options: ReportOptions | None = None, **given
     frame = _choose(frame, "task", options.tasks, "--task")
     frame = _choose(frame, "backbone", options.backbones, "--backbone")
     _choose(frame, "strategy", options.strategies, "--strategy")  # validated here, applied after the gains
-    tables = [_task_table(str(task), rows, baseline, options) for task, rows in frame.groupby("task", sort=False)]
+    tuning = tuning_frame(path)
+    tables = [
+        _task_table(str(task), rows, baseline, options, tuning[tuning["task"] == task])
+        for task, rows in frame.groupby("task", sort=False)
+    ]
     return Report(str(path), tables, summarise(tables), options.alpha, skipped=skipped)
 
 
@@ -310,7 +315,9 @@ def _upstream_notes(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: ReportOptions) -> TaskTable:
+def _task_table(
+    task: str, rows: pd.DataFrame, baseline: str | None, options: ReportOptions, tuning: pd.DataFrame
+) -> TaskTable:
     kind = str(rows["task_kind"].iloc[0])
     metric = options.metric
     if metric is None or rows.get(f"metric.{metric}", pd.Series(dtype=float)).isna().all():
@@ -341,6 +348,9 @@ def _task_table(task: str, rows: pd.DataFrame, baseline: str | None, options: Re
     notes.extend(_gains(table, baseline, options.alpha))
     # a row built on other cells' models (a teacher, a soup's ingredients) costs theirs too
     table["roi_per_device_hour"] = table["gain"] / (table["train_device_hours"] + table["upstream_device_hours"])
+    table = with_tuning(table, tuning)
+    table["roi_with_tuning"] = roi_with_tuning(table)
+    notes.extend(tuning_notes(table))
     trained = table["trainable_params"].where(table["trainable_params"] > 0)  # none trained: no ROI per parameter
     table["roi_per_million_params"] = table["gain"] / (trained / 1e6)
     notes.extend(_upstream_notes(table))
@@ -408,7 +418,7 @@ def _mark_trivial(table: pd.DataFrame, trivial: float | None) -> None:
         bound = row["mean"] if row["n"] == 1 or pd.isna(row["ci_low"]) else row["ci_low"]
         table.at[index, "above_trivial"] = bool(bound > trivial + 1e-9)  # a float sum's rounding is not a gain
     below = table["above_trivial"].map(lambda v: v is False)
-    table.loc[below, ["roi_per_device_hour", "roi_per_million_params"]] = math.nan
+    table.loc[below, ["roi_per_device_hour", "roi_with_tuning", "roi_per_million_params"]] = math.nan
 
 
 def ranked_rows(table: pd.DataFrame) -> pd.Series:

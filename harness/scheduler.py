@@ -50,6 +50,13 @@ class Scheduler:
         #: why no more jobs are submitted (a result could not be written), or None
         self.stopped: str | None = None
 
+    def add(self, job: Job) -> None:
+        """A job made while the suite runs (a search's next trials, its final cells)."""
+        self.jobs[job.key] = job
+        self.finished.pop(job.key, None)
+        if job.key not in self.running:
+            self.pending[job.key] = job
+
     def run(self) -> None:
         while self.pending or self.running or self.elsewhere:
             self._fail_orphans()

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from harness.search_spec import SearchSpec
+
 #: tables and lists nested deeper than this are refused (the deepest real option is a list of lists)
 MAX_DEPTH = 32
 #: the longest suite name (it is a folder name) and label
@@ -198,6 +200,8 @@ class StrategySpec(Strict):
     options: dict[str, Any] = {}
     training: TrainingOverrides = TrainingOverrides()
     training_sweep: dict[str, list[Any]] = {}
+    #: this strategy's search over the suite's `[search]` (its fields win, its space adds paths); false: none
+    search: SearchSpec | None = None
 
     @property
     def id(self) -> str:
@@ -260,6 +264,8 @@ class Suite(Strict):
     backbones: Annotated[list[BackboneSpec], Field(min_length=1)]
     strategies: Annotated[list[StrategySpec], Field(min_length=1)]
     exclude: list[Exclusion] = []
+    #: the default search of every strategy (`harness.search_spec`); None: strategies run as given
+    search: SearchSpec | None = None
 
     #: where the suite was read from (not part of the file)
     source: str = Field("<memory>", exclude=True)
@@ -300,6 +306,16 @@ class Suite(Strict):
     def training_for(self, task: TaskSpec, strategy: StrategySpec) -> Training:
         """Suite defaults, overridden by the task's settings, then by the strategy's."""
         return self.training.override(task.training).override(strategy.training)
+
+    def search_for(self, strategy: StrategySpec) -> SearchSpec | None:
+        """The search a strategy is tuned by: the suite's default under its own table; None: not searched."""
+        if strategy.search is not None and not strategy.search.enabled:
+            return None
+        if strategy.search is None:
+            merged = self.search
+        else:
+            merged = self.search.merged(strategy.search) if self.search is not None else strategy.search
+        return merged.with_seed(self.seeds) if merged is not None and merged.space else None
 
     def training_axes(self, task: TaskSpec, strategy: StrategySpec) -> dict[str, list[Any]]:
         """The swept training settings of a task x strategy; a more specific level wins, list or not."""

@@ -29,6 +29,7 @@ from harness.callbacks import call
 from harness.errors import SuiteError
 from harness.overrides import Override, ShadowedOverride, applied, apply_overrides, parse_overrides, shadowed
 from harness.registry import Registry, default_registry
+from harness.search_check import check_searches
 from harness.settings import (
     MAX_DEPTH,
     BackboneSpec,
@@ -39,6 +40,7 @@ from harness.settings import (
     TrainingOverrides,
     output_problem,
 )
+from harness.sweeps import option_axes
 from harness.weights import check_checkpoint, parse_weights, resolve_named
 
 #: a suite file larger than this is refused before it is read (a suite is a few KiB)
@@ -205,33 +207,6 @@ def _split_training_sweeps(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def option_axes(options: type[BaseModel], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Split a component's options into fixed values and swept ones.
-
-    A list is a sweep unless the option itself takes a list; then a list of lists is.
-    """
-    fixed, axes = {}, {}
-    for key, value in values.items():
-        field = options.model_fields.get(key)
-        takes_list = field is not None and _accepts_list(field.annotation)
-        if isinstance(value, list) and value and (not takes_list or all(isinstance(v, list) for v in value)):
-            axes[key] = value
-        else:
-            fixed[key] = value
-    return fixed, axes
-
-
-def _accepts_list(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple):
-        return True
-    if origin is Annotated:
-        return _accepts_list(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts_list(a) for a in typing.get_args(annotation))
-    return False
-
-
 def with_overrides(suite: Suite, **values: Any) -> Suite:
     """The suite with values given on the command line in place of the file's (None: keep the file's)."""
     given = {key: value for key, value in values.items() if value is not None}
@@ -260,6 +235,8 @@ def _describe(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> 
         message = f"{where}: unknown key; " + (f"allowed: {allowed}" if allowed else "this table takes no keys")
     elif error["type"] == "missing":
         message = f"{where}: required key is missing"
+    elif error["type"] == "search_space":  # a search's path: named in the key, its problem said plainly
+        message = f"{where}.{error['ctx']['path']}: {error['ctx']['problem']}"
     else:
         got = shown(error.get("input"))
         message = f"{where}: {' '.join(str(error['msg']).split())} (got {got})"
@@ -308,7 +285,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
     found raises, in the file's order of sections."""
     names = _NameCheck(suite, registry)
     for find in (names.output, names.executor, names.unique, names.pretraining, names.tasks, names.backbones,
-                 names.strategies, names.teachers, names.inputs, names.labels):  # fmt: skip
+                 names.strategies, names.teachers, names.inputs, names.searches, names.labels):  # fmt: skip
         find()
 
 
@@ -440,6 +417,9 @@ class _NameCheck:
                     self.fail(key, f"unknown backbone {ref.backbone!r}; allowed: {', '.join(backbones)}")
                 if ref.seed is not None and ref.seed not in suite.seeds:
                     self.fail(key, f"seed {ref.seed} is not one of the suite's seeds ({list(suite.seeds)})")
+
+    def searches(self) -> None:
+        check_searches(self.suite, self.registry, self.fail)
 
     def labels(self) -> None:
         suite = self.suite

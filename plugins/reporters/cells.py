@@ -38,6 +38,32 @@ def _device_hours(row: dict[str, Any]) -> str:
     return text + (f" {DISTURBED_MARK}" if row.get("timing_disturbed") else "")
 
 
+def _trials(row: dict[str, Any]) -> str:
+    """`6`, `6 (1 pruned)`; `-` for a strategy that was not searched."""
+    if not row.get("trials"):
+        return "-"
+    extra = [f"{int(row[k])} {k}" for k in ("pruned", "failed") if row.get(k)]
+    return f"{int(row['trials'])}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _tuned(table: TaskTable) -> bool:
+    return "trials" in table.rows and bool((table.rows["trials"] > 0).any())
+
+
+TUNING_HEADER = ["trials", "tuning device-h", "best val (search)", "importance", "gain/device-h incl. tuning"]
+
+
+def _tuning_cells(row: dict[str, Any]) -> list[str]:
+    searched = bool(row.get("trials"))
+    return [
+        _trials(row),
+        significant_figures(row["tuning_device_hours"]) if searched else "-",
+        number(row["best_val_search"]) if searched else "-",
+        str(row.get("importances") or "-"),
+        significant_figures(row["roi_with_tuning"], signed=True),
+    ]
+
+
 def task_header(table: TaskTable, swept: bool, devices: bool) -> list[str]:
     return [
         "backbone",
@@ -53,6 +79,7 @@ def task_header(table: TaskTable, swept: bool, devices: bool) -> list[str]:
         "trainable (share)",
         "GFLOPs/sample",
         "gain/device-h",
+        *(TUNING_HEADER if _tuned(table) else []),
         "gain/M params",
         "Pareto",
         "status",
@@ -62,7 +89,7 @@ def task_header(table: TaskTable, swept: bool, devices: bool) -> list[str]:
 def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     """Header and display cells of one task table."""
     rows = table.rows
-    swept = bool(len(rows)) and bool(rows["setting"].astype(bool).any())
+    swept = bool(len(rows)) and (bool(rows["setting"].astype(bool).any()) or _tuned(table))
     devices = len({d for d in rows["device"] if d}) > 1  # costs from several devices: say which row is which
     lines = []
     for row in rows.to_dict("records"):
@@ -95,6 +122,7 @@ def task_rows(table: TaskTable) -> tuple[list[str], list[list[str]]]:
                 trainable,
                 "-" if missing(flops) else significant_figures(flops / 1e9),
                 significant_figures(row["roi_per_device_hour"], signed=True),
+                *(_tuning_cells(row) if _tuned(table) else []),
                 significant_figures(row["roi_per_million_params"], signed=True),
                 PARETO_MARK if row["pareto"] else "",
                 str(row["status"]),
