@@ -391,6 +391,21 @@ def _print_plan(planned: Plan) -> None:
     _say(", ".join(f"{n} {state}" for state, n in planned.counts().items()) + f"; results in {planned.results}")
     if planned.todo:
         _print_estimate(planned.groups, planned.walls)
+    _print_searches(planned)
+
+
+def _print_searches(planned: Plan) -> None:
+    """A line per search: its trials and final runs, done and to run, and their estimated device-hours."""
+    for s in planned.searches:
+        cost = ""
+        if s.tuning_hours is not None and s.final_hours is not None:
+            cost = f"; est. {_hours(s.tuning_hours)} device-hours of trials + {_hours(s.final_hours)} of final runs"
+        _say(
+            f"search {s.task} / {s.backbone} / {s.strategy} ({s.method}): {s.budget} trials ({s.trials_done} done), "
+            f"then {s.finals} final runs ({s.finals_done} done){cost}"
+        )
+    if planned.searches:
+        _say("note: searches are estimated at each strategy's base setting; a searched epochs or batch size changes it")
 
 
 def _say(text: str) -> None:

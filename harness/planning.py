@@ -24,6 +24,8 @@ from harness.estimate import (
 )
 from harness.grid import plan_cells, pretrain_cell
 from harness.registry import Registry
+from harness.search import SearchPlan, plan_searches
+from harness.search_summary import read_summary
 from harness.selection import CellFilter, select_cells
 from harness.settings import PretrainSpec, Suite
 from harness.store import Store
@@ -53,6 +55,44 @@ class PlannedStage:
 
 
 @dataclass(frozen=True)
+class PlannedSearch:
+    """A strategy's search in the plan: its budget, what is done, and what the rest will cost."""
+
+    task: str
+    backbone: str
+    strategy: str
+    method: str
+    budget: int
+    trials_done: int
+    finals: int
+    finals_done: int
+    #: estimated device-hours of one cell at the strategy's base setting (None: not estimated)
+    cell_hours: float | None
+
+    @property
+    def tuning_hours(self) -> float | None:
+        return None if self.cell_hours is None else self.cell_hours * (self.budget - self.trials_done)
+
+    @property
+    def final_hours(self) -> float | None:
+        return None if self.cell_hours is None else self.cell_hours * (self.finals - self.finals_done)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "backbone": self.backbone,
+            "strategy": self.strategy,
+            "method": self.method,
+            "trials": self.budget,
+            "trials_done": self.trials_done,
+            "final_runs": self.finals,
+            "final_runs_done": self.finals_done,
+            "tuning_device_hours": self.tuning_hours,
+            "final_device_hours": self.final_hours,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     suite: Suite
     results: Path
@@ -66,6 +106,8 @@ class Plan:
     throughput: Throughput
     #: wall hours of the work to run, per number of parallel slots
     walls: dict[int, float]
+    #: the suite's searches: their trials and final runs are made while the suite runs
+    searches: tuple[PlannedSearch, ...] = ()
 
     @property
     def todo(self) -> list[Cell]:
@@ -155,6 +197,7 @@ class Plan:
             "cells": self.cell_rows(),
             "pretrain": self.stage_rows(),
             "estimate": self.estimate_document(),
+            "searches": [search.to_json() for search in self.searches],
         }
 
     def to_csv(self) -> str:
@@ -213,7 +256,39 @@ def make_plan(
     groups = estimate(to_pretrain + todo, registry, store, device, calibrate, throughput, progress) if todo else []
     jobs = cell_jobs(groups, to_pretrain + todo, {s.spec.name: s.stage.key for s in stages})
     walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
-    return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls)
+    searches = tuple(
+        _planned_search(plan, registry, store, device, calibrate, throughput, progress)
+        for plan in (plan_searches(suite, registry) if not selected else [])
+    )
+    return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls, searches)
+
+
+def _planned_search(
+    plan: SearchPlan,
+    registry: Registry,
+    store: Store,
+    device: str,
+    calibrate: bool,
+    throughput: Throughput,
+    progress: Callable[[str], None] | None,
+) -> PlannedSearch:
+    """A search's state from its summary, and the cost of one of its cells at the strategy's base setting."""
+    summary = read_summary(store.root, plan.key) or {}
+    done = sum(t.get("state") in ("complete", "pruned", "fail") for t in summary.get("trials", []))
+    best = summary.get("best") if summary.get("finished") else None
+    seeds = plan.suite.seeds
+    finals_done = 0
+    if best is not None:
+        values = {path: best["params"][path] for path in plan.spec.space}
+        finals = [plan.cell(registry, values, seed, "") for seed in seeds]
+        finals_done = sum(store.is_done(c.key, c.keep_model) for c in finals)
+    sample = plan.cell(registry, {}, plan.spec.trial_seed, "")
+    estimated = estimate([sample], registry, store, device, calibrate, throughput, progress)
+    hours = estimated[0].device_hours if estimated else None
+    task, backbone, strategy = plan.labels
+    return PlannedSearch(
+        task, backbone, strategy, plan.spec.method, plan.spec.budget(), done, len(seeds), finals_done, hours
+    )
 
 
 def _stages(

@@ -23,3 +23,13 @@ def read_summaries(root: str | Path) -> list[dict[str, Any]]:
         if isinstance(data, dict) and data.get("version") == SUMMARY_VERSION:
             found.append(data)
     return found
+
+
+def read_summary(root: str | Path, key: str) -> dict[str, Any] | None:
+    """The summary of the search `key` in a results directory, None before its first trial is told."""
+    path = Path(root) / "search" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == SUMMARY_VERSION else None

@@ -182,6 +182,26 @@ def test_a_search_runs_its_trials_then_the_chosen_setting_on_every_seed(tmp_path
     assert any("tuned by search" in note for note in report.tables[0].notes)
     again = _run(suite)
     assert "16 cells: 16 already done, this run: nothing to run" in again
+    planned = subprocess.run(
+        [sys.executable, "-m", "harness", "plan", str(suite), "--format", "json"], capture_output=True, text=True
+    )
+    assert planned.returncode == 0, planned.stderr
+    searches = {s["strategy"]: s for s in json.loads(planned.stdout)["searches"]}
+    assert {(s["trials"], s["trials_done"], s["final_runs"], s["final_runs_done"]) for s in searches.values()} == {
+        (6, 6, 2, 2)
+    }
+
+
+def test_the_plan_counts_trials_and_final_runs_and_estimates_both(tmp_path: Path) -> None:
+    planned = subprocess.run(
+        [sys.executable, "-m", "harness", "plan", str(_write(tmp_path, _data(tmp_path)))],
+        capture_output=True,
+        text=True,
+    )
+    assert planned.returncode == 0, planned.stderr
+    lines = [line for line in planned.stdout.splitlines() if line.startswith("search ")]
+    assert len(lines) == 2
+    assert all("6 trials (0 done), then 2 final runs (0 done); est. " in line for line in lines)
 
 
 def test_a_killed_search_resumes_with_its_trials_kept_and_the_same_proposals(tmp_path: Path) -> None:
