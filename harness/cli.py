@@ -374,7 +374,8 @@ def _print_plan(planned: Plan) -> None:
     ]  # fmt: skip
     name, selected, count = planned.suite.name, planned.selected, len(planned.cells)
     title = f"{name}: {count} of {planned.grid_size} cells ({selected})" if selected else f"{name}: {count} cells"
-    _print_rows(title, columns, printed)
+    if printed or not planned.searches:
+        _print_rows(title, columns, printed)
     if selected:
         needed = [str(p.index) for p in planned.cells if not selected.matches(p.cell)]
         if needed:
@@ -388,7 +389,8 @@ def _print_plan(planned: Plan) -> None:
     for s in planned.stages:
         cached = "checkpoint cached" if s.state == "done" else "to run"
         _say(f"pretraining {s.spec.name!r}: {s.spec.backbone} on {s.spec.dataset.name} ({s.spec.kind}), {cached}")
-    _say(", ".join(f"{n} {state}" for state, n in planned.counts().items()) + f"; results in {planned.results}")
+    states = ", ".join(f"{n} {state}" for state, n in planned.counts().items()) or "no grid cell (all searched)"
+    _say(f"{states}; results in {planned.results}")
     if planned.todo:
         _print_estimate(planned.groups, planned.walls)
     _print_searches(planned)

@@ -248,7 +248,8 @@ def make_plan(
         for cell in select_cells(grid, selected, suite.source)
     ]
     todo = [planned.cell for planned in cells if planned.state == "to run"]
-    stages = _stages(suite, registry, store, cells, todo, selected is not None)
+    searches = plan_searches(suite, registry) if not selected else []
+    stages = _stages(suite, registry, store, cells, todo, bool(selected), {p.pretrain for p in searches if p.pretrain})
     to_pretrain = [s.stage for s in stages if s.state == "to run"]
     throughput = device_throughput(tflops, device)
     if todo and before_estimate is not None:
@@ -256,11 +257,8 @@ def make_plan(
     groups = estimate(to_pretrain + todo, registry, store, device, calibrate, throughput, progress) if todo else []
     jobs = cell_jobs(groups, to_pretrain + todo, {s.spec.name: s.stage.key for s in stages})
     walls = {slots: wall_hours(jobs, slots) for slots in SLOTS}
-    searches = tuple(
-        _planned_search(plan, registry, store, device, calibrate, throughput, progress)
-        for plan in (plan_searches(suite, registry) if not selected else [])
-    )
-    return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls, searches)
+    planned = tuple(_planned_search(p, registry, store, device, calibrate, throughput, progress) for p in searches)
+    return Plan(suite, store.root, len(grid), selected, cells, stages, groups, throughput, walls, planned)
 
 
 def _planned_search(
@@ -292,10 +290,17 @@ def _planned_search(
 
 
 def _stages(
-    suite: Suite, registry: Registry, store: Store, cells: list[PlannedCell], todo: list[Cell], selected: bool
+    suite: Suite,
+    registry: Registry,
+    store: Store,
+    cells: list[PlannedCell],
+    todo: list[Cell],
+    selected: bool,
+    searched: set[str],
 ) -> list[PlannedStage]:
-    """The pretraining stages (with --only, those of the selected cells) and whether each is cached or needed."""
-    needed = {cell.pretrain for cell in todo}
+    """The pretraining stages (with --only, those of the selected cells) and whether each is cached or
+    needed (by a cell to run, or by a search: `searched`)."""
+    needed = {cell.pretrain for cell in todo} | searched
     used = {planned.cell.pretrain for planned in cells}
     stages = []
     for spec in suite.pretrain:

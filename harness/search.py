@@ -220,7 +220,8 @@ class SearchRun:
             return optuna.samplers.RandomSampler(seed=seed)
         if spec.method == "grid":
             grid = {path: _choices(d) for path, d in spec.space.items()}
-            return optuna.samplers.GridSampler(grid, seed=seed)
+            # one seed for every ask: the sampler shuffles the grid by it and gives trial N the Nth point
+            return optuna.samplers.GridSampler(grid, seed=spec.trial_seed)
         startup = max(1, min(10, spec.budget() // 3))  # Optuna's 10 random trials would be a whole small budget
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
@@ -258,6 +259,8 @@ class SearchRun:
 
         del self.running[number]
         score = validation_score(result)
+        # samplers are made per ask; telling with GridSampler would call `study.stop`, which only `optimize` allows
+        self.study.sampler = optuna.samplers.RandomSampler(seed=0)
         if score is None:
             self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         else:

@@ -252,3 +252,14 @@ def test_processes_with_two_slots_run_the_same_trials_as_sequential(tmp_path: Pa
     assert runs["sequential"][0] == runs["processes"][0]
     a, b = (r[1].set_index("strategy")[["setting", "mean", "seed_values"]] for r in runs.values())
     assert a.to_dict() == b.to_dict()
+
+
+def test_a_grid_search_visits_every_point_once(tmp_path: Path) -> None:
+    data = _data(tmp_path, search={"method": "grid", "space": {"training": {"lr": [1e-3, 3e-3, 1e-2]}}})
+    data["strategies"] = data["strategies"][:1]
+    data["seeds"] = [0]
+    data.pop("baseline")
+    _run(_write(tmp_path, data))
+    (summary,) = read_summaries(tmp_path / "out")
+    assert summary["budget"] == 3 and summary["finished"]
+    assert sorted(t["params"]["training.lr"] for t in summary["trials"]) == [1e-3, 3e-3, 1e-2]
