@@ -597,10 +597,12 @@ def plot(
     ] = "png,pdf",
     dpi: Annotated[int, typer.Option(help="Resolution of the raster formats (png), 10..1200.")] = 150,
 ) -> None:
-    """Draw figures (PNG and PDF by default): metric vs cost with the Pareto frontier, curves, a gain heatmap."""
+    """Draw figures (PNG and PDF by default): metric vs cost with the Pareto frontier, curves, a gain heatmap,
+    and where strategies were searched, their tuning curves."""
     from harness.plots import require_matplotlib, write_plots
     from harness.report import ReportOptions, build_report
     from harness.settings import output_problem
+    from harness.tuning_plot import write_tuning_plots
 
     require_matplotlib()  # the `plot` extra, before any other work
     folder = Path(parse_output(output) or results / "plots")
@@ -608,8 +610,10 @@ def plot(
     if problem:
         raise BenchError(f"--output: {problem}")
     built = build_report(results, ReportOptions(metric=metric, baseline=baseline))
+    formats = tuple(f.strip() for f in format.split(",") if f.strip())
     try:  # write_plots reads the cells again and warns of the files it skips
-        written = write_plots(built, results, folder, tuple(f.strip() for f in format.split(",") if f.strip()), dpi)
+        written = write_plots(built, results, folder, formats, dpi)
+        written += write_tuning_plots(results, folder, formats, dpi)  # where the suite had searches
     except OSError as exc:
         raise BenchError(f"--output: cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
     for path in written:

@@ -20,6 +20,7 @@ from harness.report import build_report
 from harness.search import plan_searches
 from harness.search_summary import read_summaries
 from harness.suite import parse_suite
+from harness.tuning_plot import best_so_far, tuning_curves
 from tests.conftest import tiny_suite, to_toml
 
 SPACE = {
@@ -182,6 +183,17 @@ def test_a_search_runs_its_trials_then_the_chosen_setting_on_every_seed(tmp_path
     assert any("tuned by search" in note for note in report.tables[0].notes)
     again = _run(suite)
     assert "16 cells: 16 already done, this run: nothing to run" in again
+    curves = tuning_curves(out)["cls"]
+    for curve in curves:  # the tuning curve: the running best of the trials' scores, device-hours summed
+        summary = summaries[curve["strategy"]]
+        assert curve["best"][-1] == summary["best"]["value"]
+        assert curve["best"] == [max(t["value"] for t in summary["trials"][: i + 1]) for i in range(6)]
+        assert curve["device_hours"][-1] == pytest.approx(table.loc[curve["strategy"], "tuning_device_hours"])
+    plotted = subprocess.run(
+        [sys.executable, "-m", "harness", "plot", str(out), "--format", "png"], capture_output=True, text=True
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert (out / "plots" / "cls-tuning.png").stat().st_size > 10_000
     planned = subprocess.run(
         [sys.executable, "-m", "harness", "plan", str(suite), "--format", "json"], capture_output=True, text=True
     )
@@ -263,3 +275,8 @@ def test_a_grid_search_visits_every_point_once(tmp_path: Path) -> None:
     (summary,) = read_summaries(tmp_path / "out")
     assert summary["budget"] == 3 and summary["finished"]
     assert sorted(t["params"]["training.lr"] for t in summary["trials"]) == [1e-3, 3e-3, 1e-2]
+
+
+def test_the_running_best_follows_the_metric_direction() -> None:
+    assert best_so_far([None, 0.2, 0.1, 0.3], minimize=False)[1:] == [0.2, 0.2, 0.3]
+    assert best_so_far([0.2, 0.1, None, 0.3], minimize=True) == [0.2, 0.1, 0.1, 0.1]
