@@ -632,29 +632,49 @@ def compare(
         typer.Option(
             "--fail-on",
             metavar="regression|missing",
-            help="Exit 1 on: regression (a cell's metric dropped beyond noise, or ok in A and not in B), "
-            "missing (a cell of A absent from B); repeatable or comma-separated.",
+            help="Exit 1 on: regression (a cell's metric got worse by more than --tolerance and, with two or "
+            "more seeds a side, beyond noise; or ok in A and not in B), missing (a cell, i.e. a seed, of A "
+            "absent from B); repeatable or comma-separated.",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        str | None,
+        typer.Option(
+            metavar="AMOUNT|PCT%",
+            help="How much worse B may be: an amount of the metric (0.01) or a share of A's value (2%). "
+            "With fewer than two seeds a side, only a given tolerance gates on the drop.",
         ),
     ] = None,
 ) -> None:
     """Which cells changed beyond noise between two result directories (same statistics as the report)."""
-    from harness.compare import FORMATS, compare_runs, gate, gate_summary, parse_fail_on, render_comparison, untested
+    from harness.compare import (
+        FORMATS,
+        compare_runs,
+        gate,
+        gate_summary,
+        parse_fail_on,
+        parse_tolerance,
+        render_comparison,
+        untested,
+    )
 
     if format not in FORMATS:
         raise BenchError(f"--format: unknown format {format!r}; allowed: {', '.join(FORMATS)}")
     failing_on = parse_fail_on(fail_on)
+    allowed = parse_tolerance(tolerance)
     with warnings.catch_warnings(record=True) as said:  # the files each run skipped, said here on stderr
         warnings.simplefilter("always")
-        compared = compare_runs(run_a, run_b, metric=metric, alpha=alpha)
+        compared = compare_runs(run_a, run_b, metric=metric, alpha=alpha, tolerance=allowed)
     for warning in said:
         stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
     emit(render_comparison(compared, format), output)
     if not failing_on:
         return
     if "regression" in failing_on and (blind := untested(compared)):
+        give = "too few seeds to test; give --tolerance to gate on the drop"
+        gated = f"gated on the drop alone (tolerance {allowed})" if allowed else give
         stderr.print(
-            f"note: {blind} cell{'s' if blind > 1 else ''} with fewer than two ok seeds on a side: "
-            "not tested for a drop",
+            f"note: {blind} cell{'s' if blind > 1 else ''} with fewer than two ok seeds on a side: {gated}",
             markup=False,
             soft_wrap=True,
         )
@@ -662,7 +682,7 @@ def compare(
     for failure in failures:
         stderr.print(failure.line(), markup=False, soft_wrap=True)
     if failures:
-        stderr.print(gate_summary(failures, alpha), markup=False, soft_wrap=True)
+        stderr.print(gate_summary(failures, alpha, allowed), markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
