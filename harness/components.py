@@ -21,6 +21,7 @@ from torch import nn
 
 from harness.batchnorm import BatchNormPolicy, apply_batchnorm_policy
 from harness.errors import Unsupported
+from harness.settings import OMITTED_AT_DEFAULT as OMITTED_AT_DEFAULT  # marks a component's option the same way
 
 if TYPE_CHECKING:
     from harness.devices import DeviceSetup
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
 
 #: what an executor is given to run a job in this process, with the run's own plugins, its events to the observer
 JobRunner = Callable[["Job", "Observer"], "JobOutcome"]
-
-#: `Field(json_schema_extra=OMITTED_AT_DEFAULT)`: the option is left out of a cell's settings (and key)
-#: while it has its default. For an option added in a later release whose default is the old behaviour:
-#: every cell stored before keeps its key, and setting the option makes new cells.
-OMITTED_AT_DEFAULT: dict[str, Any] = {"omitted_at_default": True}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,6 +171,9 @@ class Task(Component):
 
     #: Metrics this task reports; the first is the default a suite ranks by.
     metrics: ClassVar[tuple[str, ...]]
+    #: Those of `metrics` where lower is better (classification: `ece`): the best epoch, the report's
+    #: ranks, gains, trivial comparison and Pareto marks, and `bench compare`'s regressions read them so.
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
 
     #: Whether the head reads a dense feature map (detection, segmentation) rather than a pooled vector.
     dense: ClassVar[bool] = False
@@ -198,6 +197,10 @@ class Task(Component):
         """The metrics `evaluate` reports with these options and `num_classes` classes (None: any
         number), so a suite ranking by one it never reports fails when it loads, not after training."""
         return self.metrics
+
+    def better(self, metric: str, value: float, than: float) -> bool:
+        """Whether `value` of `metric` is strictly better than `than`: lower for `lower_is_better`, else higher."""
+        return value < than if metric in self.lower_is_better else value > than
 
     @abstractmethod
     def build_model(self, backbone: BackboneModule, num_classes: int) -> TaskModel: ...

@@ -116,7 +116,8 @@ def cost_figure(
         if column == "train_device_hours":
             flags = list(usable["pareto"])
         else:
-            flags = pareto_optimal(list(usable[column].astype(float)), list(usable["mean"].astype(float)))
+            scores = -usable["mean"] if table.lower_is_better else usable["mean"]  # the report's direction
+            flags = pareto_optimal(list(usable[column].astype(float)), list(scores.astype(float)))
         _frontier(ax, usable[column], usable["mean"], flags)
         ax.set_xscale("log")
         ax.set_xlabel(label)

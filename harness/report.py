@@ -46,10 +46,13 @@ def definitions(alpha: float = ALPHA, confidence: float = CONFIDENCE) -> list[tu
          f"bootstrap over the test images and the seeds together ({BOOTSTRAP_RESAMPLES} resamples, each drawing "
          "seeds and images with replacement), which holds the test set's sampling error too; otherwise Student's "
          "t over seeds (mean ± t with n-1 degrees of freedom x sample standard deviation / √n), seed-to-seed "
-         "spread only. Clipped to [0, 1] for accuracies, mAP, mAR and mIoU; a note under each table says which"),
+         "spread only. Clipped to [0, 1] for accuracies, mAP, mAR, mIoU, F1, AUROC and ECE; a note under each table "
+         "says which"),
         ("gain", "mean minus the mean of the baseline strategy on the same task and backbone, with the "
          f"{level} interval of its test: a paired t-test over the seeds when both rows have the same seeds, "
-         "Welch's t-test otherwise (a note under each table says which)"),
+         "Welch's t-test otherwise (a note under each table says which). For a metric where lower is better "
+         "(ece) the baseline's mean minus the row's, so a positive gain is better; ranks, the trivial comparison "
+         "and the Pareto marks then favour lower values too"),
         ("significant", f"the gain's two-sided p-value, Holm-corrected over all gains of the table, is below "
          f"{alpha:g} (yes / no, with the corrected p; - when a side has fewer than two seeds)"),
         ("device-hours", f"mean training time of one cell on one device ± the half-width of its {level} interval "
@@ -109,6 +112,8 @@ class TaskTable:
     #: the trivial predictor's test score on `metric` (None: not recorded) and what it predicts
     trivial: float | None = None
     trivial_predictor: str = ""
+    #: whether lower values of `metric` are better (ece): the rows are ranked, compared and marked so
+    lower_is_better: bool = False
 
 
 @dataclass
@@ -126,8 +131,14 @@ class Report:
         return definitions(self.alpha, self.confidence)
 
     def to_frame(self) -> pd.DataFrame:
-        """All tables in one frame with `task`, `kind`, `metric` and `baseline` columns (CSV, JSON)."""
-        frames = [t.rows.assign(task=t.task, kind=t.kind, metric=t.metric, baseline=t.baseline) for t in self.tables]
+        """All tables in one frame with `task`, `kind`, `metric` and `baseline` columns (CSV, JSON), and
+        `lower_is_better` (whether the table's metric is better lower) last."""
+        frames = [
+            t.rows.assign(task=t.task, kind=t.kind, metric=t.metric, baseline=t.baseline).assign(
+                lower_is_better=t.lower_is_better
+            )
+            for t in self.tables
+        ]
         if not frames:
             return pd.DataFrame()
         frame = pd.concat(frames, ignore_index=True)
@@ -182,12 +193,12 @@ def build_report(path: str | Path, options: ReportOptions | None = None, **given
     return Report(str(path), tables, summarise(tables), options.alpha, skipped=skipped)
 
 
-def _select_settings(table: pd.DataFrame) -> pd.DataFrame:
-    """Mark, per backbone x strategy, the setting with the best mean validation score."""
+def _select_settings(table: pd.DataFrame, lower: bool = False) -> pd.DataFrame:
+    """Mark, per backbone x strategy, the setting with the best mean validation score (lowest if `lower`)."""
     table = table.assign(selected=False)
     for _, part in table.groupby(["backbone", "strategy"], sort=False):
         scored = part["val_mean"].dropna()
-        best = scored.idxmax() if len(scored) else part.index[0]
+        best = (scored.idxmin() if lower else scored.idxmax()) if len(scored) else part.index[0]
         table.loc[best, "selected"] = True
     return table
 
@@ -325,6 +336,12 @@ def _task_table(
     notes = []
     metric, refused = _discriminating(rows, metric)
     notes.extend(refused)
+    lower = _lower_is_better(rows, metric)
+    if lower:
+        notes.append(
+            f"{metric}: lower is better; gains are the baseline's mean minus the row's (positive: better), and "
+            "ranks, the trivial comparison and the Pareto marks favour lower values"
+        )
     column, val_column = f"metric.{metric}", f"val.{metric}"
     trivial, predictor = _trivial(rows, metric)
     for name in (column, val_column):
@@ -336,7 +353,7 @@ def _task_table(
         {"backbone": backbone, "strategy": strategy, "setting": setting, **_group_row(group, column, val_column)}
         for (backbone, strategy, setting), group in rows.groupby(["backbone", "strategy", "setting"], sort=False)
     ]
-    table = _select_settings(pd.DataFrame(groups))
+    table = _select_settings(pd.DataFrame(groups), lower)
     if (table.groupby(["backbone", "strategy"], sort=False).size() > 1).any():
         notes.append(
             f"strategies with several settings are shown at the setting with the best validation {metric} "
@@ -345,7 +362,7 @@ def _task_table(
     if not options.all_settings:
         table = table[table["selected"]].reset_index(drop=True)
     notes.extend(_interval_notes(table))
-    notes.extend(_gains(table, baseline, options.alpha))
+    notes.extend(_gains(table, baseline, options.alpha, lower))
     # a row built on other cells' models (a teacher, a soup's ingredients) costs theirs too
     table["roi_per_device_hour"] = table["gain"] / (table["train_device_hours"] + table["upstream_device_hours"])
     table = with_tuning(table, tuning)
@@ -354,14 +371,20 @@ def _task_table(
     trained = table["trainable_params"].where(table["trainable_params"] > 0)  # none trained: no ROI per parameter
     table["roi_per_million_params"] = table["gain"] / (trained / 1e6)
     notes.extend(_upstream_notes(table))
-    _mark_trivial(table, trivial)
+    _mark_trivial(table, trivial, lower)
     if options.strategies:
         table = table[table["strategy"].isin(options.strategies)].reset_index(drop=True)
-    notes.extend(_mark_pareto(table))
+    notes.extend(_mark_pareto(table, lower))
     notes.extend(_trivial_notes(table, metric, trivial, predictor))
     notes.extend(_timing_notes(table))
-    table = _sorted(table, options.sort)
-    return TaskTable(task, kind, metric, baseline, table, notes, trivial, predictor)
+    table = _sorted(table, options.sort, lower)
+    return TaskTable(task, kind, metric, baseline, table, notes, trivial, predictor, lower)
+
+
+def _lower_is_better(rows: pd.DataFrame, metric: str) -> bool:
+    """Whether the cells record `metric` as one where lower is better (`CellResult.lower_is_better`)."""
+    recorded = rows["lower_is_better"] if "lower_is_better" in rows else pd.Series(dtype=object)
+    return any(isinstance(names, list) and metric in names for names in recorded)
 
 
 def _ok_values(rows: pd.DataFrame, column: str) -> list[float]:
@@ -406,17 +429,18 @@ def _trivial(rows: pd.DataFrame, metric: str) -> tuple[float | None, str]:
     return float(pd.Series(values).median()), (predictors[0] if predictors else "")
 
 
-def _mark_trivial(table: pd.DataFrame, trivial: float | None) -> None:
-    """`above_trivial`: the lower confidence bound (the mean with one seed) is above the trivial score;
-    None without a trivial score or a seed. Rows not above it lose their ROI."""
+def _mark_trivial(table: pd.DataFrame, trivial: float | None, lower: bool = False) -> None:
+    """`above_trivial`: the lower confidence bound (the mean with one seed) is above the trivial score (with
+    `lower`: the upper bound is below it); None without a trivial score or a seed. Rows not above it lose their ROI."""
     table["above_trivial"] = None
     if trivial is None:
         return
     for index, row in table.iterrows():
         if not row["n"] or pd.isna(row["mean"]):
             continue
-        bound = row["mean"] if row["n"] == 1 or pd.isna(row["ci_low"]) else row["ci_low"]
-        table.at[index, "above_trivial"] = bool(bound > trivial + 1e-9)  # a float sum's rounding is not a gain
+        bound = row["mean"] if row["n"] == 1 or pd.isna(row["ci_low"]) else row["ci_high" if lower else "ci_low"]
+        # a float sum's rounding is not a gain
+        table.at[index, "above_trivial"] = bool(bound < trivial - 1e-9 if lower else bound > trivial + 1e-9)
     below = table["above_trivial"].map(lambda v: v is False)
     table.loc[below, ["roi_per_device_hour", "roi_with_tuning", "roi_per_million_params"]] = math.nan
 
@@ -460,8 +484,9 @@ def _timing_notes(table: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]:
-    """Fill gain, its interval, its p-value and significance against each backbone's baseline row.
+def _gains(table: pd.DataFrame, baseline: str | None, alpha: float, lower: bool = False) -> list[str]:
+    """Fill gain, its interval, its p-value and significance against each backbone's baseline row
+    (with `lower`, a lower-is-better metric: the baseline's minus the row's, so a positive gain is better).
 
     A row with the baseline's seeds is tested paired over them, any other with Welch's test
     (`gain_test` says which); `p_holm` is Holm's correction over every gain of the table, and
@@ -484,9 +509,8 @@ def _gains(table: pd.DataFrame, baseline: str | None, alpha: float) -> list[str]
             if index == base.index[0]:
                 table.loc[index, "gain"] = 0.0
                 continue
-            diff = seed_difference(
-                dict(zip(table.at[index, "seeds"], table.at[index, "seed_values"], strict=True)), reference
-            )
+            values = dict(zip(table.at[index, "seeds"], table.at[index, "seed_values"], strict=True))
+            diff = seed_difference(reference, values) if lower else seed_difference(values, reference)
             table.loc[index, ["gain", "gain_ci_low", "gain_ci_high", "p_value"]] = [
                 diff.diff, diff.low, diff.high, diff.p_value,
             ]  # fmt: skip
@@ -530,14 +554,14 @@ def _tests_note(tests: pd.Series, alpha: float) -> str:
     )
 
 
-def _mark_pareto(table: pd.DataFrame) -> list[str]:
+def _mark_pareto(table: pd.DataFrame, lower: bool = False) -> list[str]:
     """Pareto flags per device: device-hours measured on different devices are not one axis."""
     table["pareto"] = False
     devices = [d for d in dict.fromkeys(table["device"]) if d]
     for device in devices:
         part = table[(table["device"] == device) & ranked_rows(table)]  # not above trivial: never marked
         hours = part["train_device_hours"] + part["upstream_device_hours"]  # what the row's recipe costs in all
-        flags = pareto_optimal(list(hours), list(part["mean"]))
+        flags = pareto_optimal(list(hours), list(-part["mean"] if lower else part["mean"]))
         table.loc[part.index, "pareto"] = flags
     if len(devices) > 1:
         return [
@@ -547,10 +571,10 @@ def _mark_pareto(table: pd.DataFrame) -> list[str]:
     return [f"costs measured on {devices[0]}"] if devices else []
 
 
-def _sorted(table: pd.DataFrame, order: str) -> pd.DataFrame:
+def _sorted(table: pd.DataFrame, order: str, lower: bool = False) -> pd.DataFrame:
     column, ascending = {
         "plan": (None, True),
-        "metric": ("mean", False),
+        "metric": ("mean", lower),
         "gain": ("gain", False),
         "roi": ("roi_per_device_hour", False),
         "cost": ("train_device_hours", True),
@@ -568,7 +592,7 @@ def summarise(tables: list[TaskTable]) -> pd.DataFrame:
             scored = part[ranked_rows(part)]
             if len(scored) < 2:
                 continue
-            ranks = scored["mean"].rank(ascending=False, method="average")
+            ranks = scored["mean"].rank(ascending=table.lower_is_better, method="average")
             for index, rank in ranks.items():
                 ranked.append(
                     {

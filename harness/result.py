@@ -65,6 +65,9 @@ class CellResult:
     #: per-image test scores of the metrics that are a mean over images (top-k: 1 per image classified
     #: right), in the test split's order; the report bootstraps its interval from them. {} for other metrics
     per_image: dict[str, list[float]] = field(default_factory=dict)
+    #: those of `metrics` where lower is better (`Task.lower_is_better`, e.g. ece); the report and
+    #: `bench compare` rank them so. [] in results written before it was recorded (all higher-is-better)
+    lower_is_better: list[str] = field(default_factory=list)
     #: the test metrics of the task's trivial predictor (majority class, no detections), which a row must beat;
     #: {} in results written before it was recorded
     trivial: dict[str, float | None] = field(default_factory=dict)

@@ -130,6 +130,7 @@ def _train_on(
     cost.samples_per_second = outcome.samples_per_second
     result.metrics, result.curve, result.best = outcome.metrics, outcome.curve, outcome.best
     result.per_image = outcome.per_image
+    result.lower_is_better = [m for m in task.lower_is_better if m in result.metrics]
     # what predicting without looking scores on the same test split, with the same metric code
     test = assembled.loaders["test"]
     result.trivial, result.trivial_predictor = task.trivial(iter(test), assembled.num_classes), task.trivial_predictor

@@ -20,6 +20,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from harness.search_spec import SearchSpec
 
+#: `Field(json_schema_extra=OMITTED_AT_DEFAULT)`: a component's option or a training setting is left out of a
+#: cell's settings (and key) while it has its default. For one added in a later release whose default is the
+#: old behaviour: every cell stored before keeps its key, and setting it makes new cells.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"omitted_at_default": True}
+
 #: tables and lists nested deeper than this are refused (the deepest real option is a list of lists)
 MAX_DEPTH = 32
 #: the longest suite name (it is a folder name) and label
@@ -137,6 +142,9 @@ class TrainingOverrides(Strict):
     no_decay_norm_bias: bool | None = Field(None, description="no weight decay on biases and normalisation weights")
     num_workers: Annotated[int, Field(ge=0, le=64)] | None = None
     threads: Annotated[int, Field(ge=1, le=512)] | None = None
+    select_epoch: Literal["last", "best_val"] | None = Field(
+        None, description="the epoch whose model is tested: the last, or the one with the best validation metric"
+    )
 
     @field_validator("amp")
     @classmethod
@@ -162,9 +170,19 @@ class Training(TrainingOverrides):
     deterministic: bool = False
     no_decay_norm_bias: bool = True
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    select_epoch: Annotated[Literal["last", "best_val"], Field(json_schema_extra=OMITTED_AT_DEFAULT)] = "last"
 
     def override(self, overrides: TrainingOverrides) -> Training:
         return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as a cell's settings hold them: those marked `OMITTED_AT_DEFAULT` left out at their default."""
+        data = self.model_dump()
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("omitted_at_default") and data[name] == info.default:
+                del data[name]
+        return data
 
 
 class DatasetRef(Strict):
@@ -430,7 +448,7 @@ class CellSpec(Resolved):
             "task": self.task.model_dump(),
             "backbone": self.backbone.as_json(),
             "strategy": self.strategy.as_json(),
-            "training": self.training.model_dump(),
+            "training": self.training.as_json(),
             "seed": self.seed,
         }
         if self.teacher is not None:

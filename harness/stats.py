@@ -26,12 +26,12 @@ ALPHA = 0.05
 
 NAN = float("nan")
 
-#: metrics that are proportions: their intervals are clipped to [0, 1]
-_UNIT_METRICS = ("top", "map", "mar", "miou", "pixel_acc", "acc")
+#: metrics that lie in [0, 1] (proportions, F1, AUROC, calibration error): their intervals are clipped to it
+_UNIT_METRICS = ("top", "map", "mar", "miou", "pixel_acc", "acc", "f1_", "balanced_acc", "auroc", "ece")
 
 
 def metric_bounds(metric: str) -> tuple[float, float] | None:
-    """The range a metric's values lie in, where known: [0, 1] for accuracies, mAP, mAR and mIoU."""
+    """The range a metric's values lie in, where known: [0, 1] for accuracies, mAP, mAR, mIoU, F1, AUROC, ECE."""
     return (0.0, 1.0) if metric.lower().startswith(_UNIT_METRICS) else None
 
 

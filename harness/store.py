@@ -148,6 +148,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "setting": str,
     "metrics": dict,
     "per_image": dict,
+    "lower_is_better": list,
     "best": dict,
     "curve": list,
     "cost": dict,
@@ -530,6 +531,7 @@ def results_frame(results: list[CellResult]) -> pd.DataFrame:
             "reason": result.reason,
             "best_epoch": result.best.get("epoch"),
             "best_val": result.best.get("value"),
+            "lower_is_better": list(result.lower_is_better),
         }
         row.update({f"metric.{k}": v for k, v in result.metrics.items()})
         row.update({f"per_image.{k}": v for k, v in result.per_image.items()})

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from harness.callbacks import call
+from harness.components import Strategy
 from harness.errors import SuiteError
 from harness.overrides import Override, ShadowedOverride, applied, apply_overrides, parse_overrides, shadowed
 from harness.registry import Registry, default_registry
@@ -398,6 +399,7 @@ class _NameCheck:
             key = f"strategies[{i}]"
             self.known("strategy", s.name, f"{key}.name")
             self.options("strategy", s.name, s.options, f"{key}.options", sweeps=True)
+        _check_select_epoch(self.suite, self.registry, self.fail)
 
     def teachers(self) -> None:
         _check_teachers(self.suite, self.registry, self.fail)
@@ -459,6 +461,25 @@ def _check_reported(task: TaskSpec, registry: Registry, fail: Any, key: str) -> 
             fail(f"{key}.metric", f"{task.metric!r} needs more than {classes} classes; allowed: {allowed}")
     elif task.metric not in reported:
         fail(f"{key}.metric", f"{task.metric!r} is not reported with these options; allowed: {', '.join(reported)}")
+
+
+def _check_select_epoch(suite: Suite, registry: Registry, fail: Any) -> None:
+    """`select_epoch = "best_val"` tests the model of an earlier epoch than the last: refused for a strategy
+    that makes its final model after the last epoch (`on_train_end`: SWA, EMA, WiSE-FT), which it would skip."""
+    for i, spec in enumerate(suite.strategies):
+        if getattr(registry.get("strategy", spec.name), "on_train_end", None) is Strategy.on_train_end:
+            continue
+        for j, task in enumerate(suite.tasks):
+            chosen = suite.training_axes(task, spec).get("select_epoch", [suite.training_for(task, spec).select_epoch])
+            if "best_val" not in chosen:
+                continue
+            key = "training.select_epoch"  # where it is set: the most specific level that gives it
+            for where, level in ((f"strategies[{i}]", spec), (f"tasks[{j}]", task)):
+                if "select_epoch" in level.training.model_fields_set | set(level.training_sweep):
+                    key = f"{where}.training.select_epoch"
+                    break
+            fail(key, f"'best_val' would test an earlier epoch's model, not the one strategy {spec.name!r} makes "
+                      "after the last epoch (on_train_end); use 'last' for it")  # fmt: skip
 
 
 def _first_of(spec: StrategySpec, registry: Registry) -> Any:

@@ -119,7 +119,8 @@ class TrainingLoop:
     `train_mode`; per step `on_step_start`, `take_step` (by default one closure: the task's loss and
     outputs plus `extra_loss`, backward), clipping, the optimizer and schedule steps, `on_step_end`;
     then `on_epoch_end` and the epoch's validation. After the last epoch, `on_train_end` picks the
-    model that the final validation and the test see.
+    model that the final validation and the test see; with `select_epoch = "best_val"` the test sees
+    the model as it was at the epoch of the best validation score (its state kept in memory, on the CPU).
 
     The loop hands each callback what it asks for (`context`, `optimizer`, `schedule`, `notes`, ...);
     it writes nothing into the strategy's context. Its timing bookkeeping is a `LoopClock`.
@@ -138,6 +139,8 @@ class TrainingLoop:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total, warmup, self.training.schedule)
         )
+        #: with `select_epoch = "best_val"`: the model validated best so far and a CPU copy of its state then
+        self.kept: tuple[TaskModel, dict[str, torch.Tensor]] | None = None
         #: what every callback may ask for by name, besides its own arguments
         self.offered: dict[str, Any] = {
             "context": self.context,
@@ -189,7 +192,7 @@ class TrainingLoop:
         sync = (lambda: torch.cuda.synchronize(self.setup.device)) if self.setup.is_cuda else (lambda: None)
         clock = LoopClock(self.total, sync, self.setup.compile, train_seconds, eval_seconds)
         outcome = FitOutcome(optimizer=self.optimizer, model=model, warmup_steps=clock.warmup)
-        step = 0
+        step, self.kept = 0, None
         if not train:
             with clock.evaluation():
                 val = self.evaluate(model, "val")
@@ -200,8 +203,25 @@ class TrainingLoop:
             with clock.evaluation():
                 val = self.evaluate(outcome.model, "val")  # type: ignore[arg-type]
             self._record(outcome, epoch, step, train_loss, val)
+        if train:
+            self._select_epoch(outcome)
         self._finish(outcome, clock, step)
         return outcome
+
+    def _select_epoch(self, outcome: FitOutcome) -> None:
+        """With `select_epoch = "best_val"`, give the test the model of the best validation epoch, and say which."""
+        if self.training.select_epoch != "best_val" or not outcome.curve:
+            return
+        last, best = outcome.curve[-1]["epoch"], outcome.best.get("epoch")
+        if self.kept is None or best is None:  # the metric was undefined on every validation
+            self.notes["select_epoch"] = f"test metrics are from epoch {last} (the last: no validation {self.metric})"
+            return
+        if best != last:
+            model, state = self.kept
+            model.load_state_dict(state)
+            outcome.model = model
+        self.notes["select_epoch"] = f"test metrics are from epoch {best} (best validation {self.metric})"
+        self.kept = None
 
     def _epoch(self, outcome: FitOutcome, clock: LoopClock, epoch: int, step: int) -> tuple[int, float]:
         """Train one epoch from step `step`; (the steps done in all, the epoch's mean training loss)."""
@@ -248,7 +268,7 @@ class TrainingLoop:
         return to_memory_format(self.task.to_device(batch, self.setup.device), self.setup)
 
     def _finish(self, outcome: FitOutcome, clock: LoopClock, step: int) -> None:
-        """The run's timings, and the test split's metrics of the model that was validated last."""
+        """The run's timings, and the test split's metrics of the selected model (by default the one validated last)."""
         outcome.compile_seconds = clock.compile_seconds(step)
         if self.setup.compile and step <= 1 and self.notes.get("compile") == "used":
             self.notes["compile"] = "used; a one-step run: its compile time is in train_seconds"
@@ -346,8 +366,13 @@ class TrainingLoop:
         outcome.curve.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val": val})
         value, best = val[metric], outcome.best.get("value")
         # None: the metric is undefined on this split (e.g. no ground truth); any number beats it
-        if not outcome.best or (value is not None and (best is None or value > best)):
+        better = value is not None and (best is None or self.task.better(metric, value, best))
+        if not outcome.best or better:
             outcome.best = {"metric": metric, "value": value, "epoch": epoch + 1, "step": step}
+        if better and self.training.select_epoch == "best_val":
+            model = outcome.model
+            assert model is not None
+            self.kept = model, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         self.observer.emit(EpochFinished(epoch=epoch, step=step, train_loss=train_loss, val=val))
 
 

@@ -355,4 +355,4 @@ def test_classification_top_k(registry) -> None:
     labels = torch.tensor([1, 1, 0])
     task = registry.create("task", "classification")
     found = task.evaluate(Replay([logits]), iter([(None, labels)]), num_classes=6)
-    assert found == {"top1": pytest.approx(1 / 3), "top5": pytest.approx(2 / 3)}
+    assert {k: found[k] for k in ("top1", "top5")} == {"top1": pytest.approx(1 / 3), "top5": pytest.approx(2 / 3)}

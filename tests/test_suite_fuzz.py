@@ -436,6 +436,9 @@ def strategies(draw: Draw, label: str | None, name: str, others: list[str], back
 
 #: strategies that use other cells of the suite (a teacher, ingredients): never a teacher or an ingredient
 USES_CELLS = {"distill", "soup"}
+#: strategies that make their final model after the last epoch (`on_train_end`): `select_epoch = "best_val"`
+#: is refused with them, since an earlier epoch's model would skip it
+FINAL_MODEL_AT_END = {n for n in STRATEGIES if "on_train_end" in vars(REGISTRY.get("strategy", n))}
 
 
 def unique_labels(count: int) -> st.SearchStrategy[list[str]]:
@@ -528,6 +531,10 @@ def valid_suites(draw: Draw, workdir: Path) -> dict[str, Any]:
     exclusions = [e for e in exclusions if any(value != kept[f] for f, value in e.items())]
     if exclusions:
         suite["exclude"] = exclusions
+    if FINAL_MODEL_AT_END & set(names):  # best_val is refused with them
+        for level in [suite, *suite["tasks"], *suite["strategies"]]:
+            if "best_val" in str(level.get("training", {}).get("select_epoch")):
+                del level["training"]["select_epoch"]
     return suite
 
 

@@ -51,8 +51,8 @@ def test_detection_trivial_is_no_detections() -> None:
 
 
 def test_top5_of_five_classes_is_not_reported() -> None:
-    assert Classification().reported_metrics(5) == ("top1",)
-    assert Classification().reported_metrics(6) == ("top1", "top5")
+    assert Classification().reported_metrics(5) == ("top1", "f1_macro", "balanced_accuracy", "auroc_macro", "ece")
+    assert Classification().reported_metrics(6) == Classification.metrics
 
 
 # ---- the report against made-up results ----
@@ -175,4 +175,6 @@ def test_a_cell_records_its_trivial_score_on_the_test_split(tmp_path: Path, regi
     labels = [int(test[i][1]) for i in range(len(test))]
     majority = max(labels.count(c) for c in set(labels)) / len(labels)
     assert result.trivial_predictor == "majority class"
-    assert result.trivial == {"top1": pytest.approx(majority)}  # three classes: no top5
+    assert result.trivial["top1"] == pytest.approx(majority) and "top5" not in result.trivial  # three classes
+    # the majority class with probability 1: constant scores rank nothing, and its confidence is 1
+    assert result.trivial["auroc_macro"] == 0.5 and result.trivial["ece"] == pytest.approx(1 - majority)

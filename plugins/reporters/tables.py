@@ -76,6 +76,7 @@ class Json(Reporter):
                     "task": t.task,
                     "kind": t.kind,
                     "metric": t.metric,
+                    "lower_is_better": t.lower_is_better,
                     "baseline": t.baseline,
                     "trivial": t.trivial,
                     "trivial_predictor": t.trivial_predictor,

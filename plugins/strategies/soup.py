@@ -116,12 +116,13 @@ class Soup(Strategy):
         for state in states:
             model.load_state_dict(state)
             scores.append(_score(loop, model))
-        order = sorted(range(len(states)), key=lambda i: -_rank(scores[i]))
+        lower = loop.metric in loop.task.lower_is_better
+        order = sorted(range(len(states)), key=lambda i: -_rank(scores[i], lower))
         kept, best, chosen = [order[0]], scores[order[0]], states[order[0]]
         for i in order[1:]:
             self._mix(loop, model, [states[j] for j in (*kept, i)])
             score = _score(loop, model)
-            if _rank(score) >= _rank(best):
+            if _rank(score, lower) >= _rank(best, lower):
                 kept, best, chosen = [*kept, i], score, _cpu_state(model)
         model.load_state_dict(chosen)
         return sorted(kept), list(scores)
@@ -168,9 +169,10 @@ def _score(loop: Loop, model: TaskModel) -> float | None:
     return loop.evaluate(model, "val").get(loop.metric)
 
 
-def _rank(score: Any) -> float:
-    """A validation score to compare: an undefined one (None) ranks below every number."""
-    return float("-inf") if score is None else float(score)
+def _rank(score: Any, lower: bool = False) -> float:
+    """A validation score to compare, higher is better (negated where `lower` is better): an undefined one
+    (None) ranks below every number."""
+    return float("-inf") if score is None else (-float(score) if lower else float(score))
 
 
 @hookimpl

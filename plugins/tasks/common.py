@@ -83,13 +83,20 @@ class StackedBatchesTask(Task):
         return len(batch[0])
 
     def stacked_trivial(
-        self, batches: Iterator[Any], num_classes: int, dense: bool, ignore: int | None = None
+        self, batches: Iterator[Any], num_classes: int, dense: bool, ignore: int | None = None, certain: bool = False
     ) -> dict[str, float | None]:
         """`evaluate` of `ConstantScores` ranking the classes by their frequency in the targets of `batches`:
-        top-1 is the most frequent class, top-k the k most frequent. Only the targets are kept, not the images."""
+        top-1 is the most frequent class, top-k the k most frequent. Only the targets are kept, not the images.
+        `certain`: the counts times 2**10 (exact in floating point: the order stays) and the first most frequent
+        class 2**9 above any tied with it, so far apart that their softmax is 1 on that class and 0 elsewhere
+        (a tied class in its place would score the same top-k)."""
         targets = [target.cpu() for _, target in batches]
         counts = class_counts(targets, num_classes, ignore)
-        model = ConstantScores(counts, dense)
+        scores = counts
+        if certain:
+            scores = counts.float() * 2.0**10
+            scores[counts.argmax()] += 2.0**9
+        model = ConstantScores(scores, dense)
         blanks = ((torch.zeros(len(t), 1, *t.shape[1:]), t) for t in targets)  # shapes only
         with torch.inference_mode():
             return self.evaluate(model, blanks, num_classes)  # type: ignore[arg-type]
