@@ -35,6 +35,7 @@ import pandas as pd
 
 from harness.errors import BenchError
 from harness.formatting import markdown_grid, number
+from harness.registry import default_registry
 from harness.report import ReportOptions, build_report
 from harness.stats import ALPHA, holm, metric_bounds, seed_difference
 from harness.store import read_planned
@@ -123,8 +124,6 @@ def _direction(row: dict[str, Any], kind: str, metric: str) -> bool:
 def lower_is_better(kind: str, metric: str) -> bool:
     """Whether a lower `metric` is better for tasks of `kind` (`Task.lower_is_better`); False for a
     task kind no installed plugin provides (results from elsewhere)."""
-    from harness.registry import default_registry
-
     try:
         task = default_registry().get("task", kind)
     except KeyError:
@@ -163,58 +162,65 @@ def compare_runs(
     _check_tolerance(tolerance, [*a["metric"], *b["metric"]])
     cells_a, cells_b = _identities(run_a), _identities(run_b)
     both = a.merge(b, on=KEYS, how="outer", suffixes=("_a", "_b"), indicator=True, sort=False)
-    rows = []
-    for row in both.to_dict("records"):
-        values_a = row["seed_values_a"] if isinstance(row["seed_values_a"], list) else []
-        values_b = row["seed_values_b"] if isinstance(row["seed_values_b"], list) else []
-        diff = seed_difference(_by_seed(row, "b"), _by_seed(row, "a"))
-        significant = diff.significant(alpha)
-        verdict = _verdict(row, diff.diff, significant, bool(values_a and values_b))
-        speed_a, speed_b = row["samples_per_second_a"], row["samples_per_second_b"]
-        metric_name = row["metric_a"] if isinstance(row["metric_a"], str) else row["metric_b"]
-        kind = row["kind_a"] if isinstance(row["kind_a"], str) else row["kind_b"]
-        lower = _direction(row, str(kind), str(metric_name))
-        group = tuple(str(row[k]) for k in KEYS)
-        in_a, in_b = cells_a.get(group, {}), cells_b.get(group, {})
-        missing = sorted(seed for seed in in_a if seed not in in_b)
-        rows.append(
-            {
-                **{k: row[k] for k in KEYS},
-                "metric": metric_name,
-                "lower_is_better": lower,
-                "n_a": row["n_a"],
-                "mean_a": row["mean_a"],
-                "ci_low_a": row["ci_low_a"],
-                "ci_high_a": row["ci_high_a"],
-                "ci_half_width_a": row["ci_half_width_a"],
-                "n_b": row["n_b"],
-                "mean_b": row["mean_b"],
-                "ci_low_b": row["ci_low_b"],
-                "ci_high_b": row["ci_high_b"],
-                "ci_half_width_b": row["ci_half_width_b"],
-                "diff": diff.diff,
-                "diff_ci_low": diff.low,
-                "diff_ci_high": diff.high,
-                "test": ("paired" if diff.test == "paired" else "Welch") if significant is not None else "",
-                "p_value": diff.p_value,
-                "significant": significant,
-                "verdict": verdict,
-                "speed_ratio": speed_b / speed_a if speed_a and not math.isnan(speed_a) else math.nan,
-                "status_a": row["status_a"],
-                "status_b": row["status_b"],
-                # how much worse B is than A (negative: better), and how much worse it may be
-                "worse_by": diff.diff if lower else -diff.diff,
-                "tolerance": tolerance.of(row["mean_a"]) if tolerance is not None else math.nan,
-                "missing_seeds": missing,
-                "missing_keys": [in_a[seed] for seed in missing],
-            }
-        )
+    rows = [_row(row, cells_a, cells_b, alpha, tolerance) for row in both.to_dict("records")]
     frame = pd.DataFrame(rows).assign(alpha=alpha, tolerance_given=str(tolerance or ""))
     if not len(frame):
         return frame.assign(p_holm=math.nan, regressed=False)
     frame = _holm_verdicts(frame, alpha)
     frame["regressed"] = [_regressed(r, tolerance is not None) for r in frame.to_dict("records")]
     return frame
+
+
+def _row(
+    row: dict[str, Any],
+    cells_a: dict[tuple[str, ...], dict[int, str]],
+    cells_b: dict[tuple[str, ...], dict[int, str]],
+    alpha: float,
+    tolerance: Tolerance | None,
+) -> dict[str, Any]:
+    """One compared group: both sides, the difference and its test, the direction, the seeds B lacks."""
+    values_a = row["seed_values_a"] if isinstance(row["seed_values_a"], list) else []
+    values_b = row["seed_values_b"] if isinstance(row["seed_values_b"], list) else []
+    diff = seed_difference(_by_seed(row, "b"), _by_seed(row, "a"))
+    significant = diff.significant(alpha)
+    verdict = _verdict(row, diff.diff, significant, bool(values_a and values_b))
+    speed_a, speed_b = row["samples_per_second_a"], row["samples_per_second_b"]
+    metric_name = row["metric_a"] if isinstance(row["metric_a"], str) else row["metric_b"]
+    kind = row["kind_a"] if isinstance(row["kind_a"], str) else row["kind_b"]
+    lower = _direction(row, str(kind), str(metric_name))
+    group = tuple(str(row[k]) for k in KEYS)
+    in_a, in_b = cells_a.get(group, {}), cells_b.get(group, {})
+    missing = sorted(seed for seed in in_a if seed not in in_b)
+    return {
+        **{k: row[k] for k in KEYS},
+        "metric": metric_name,
+        "lower_is_better": lower,
+        "n_a": row["n_a"],
+        "mean_a": row["mean_a"],
+        "ci_low_a": row["ci_low_a"],
+        "ci_high_a": row["ci_high_a"],
+        "ci_half_width_a": row["ci_half_width_a"],
+        "n_b": row["n_b"],
+        "mean_b": row["mean_b"],
+        "ci_low_b": row["ci_low_b"],
+        "ci_high_b": row["ci_high_b"],
+        "ci_half_width_b": row["ci_half_width_b"],
+        "diff": diff.diff,
+        "diff_ci_low": diff.low,
+        "diff_ci_high": diff.high,
+        "test": ("paired" if diff.test == "paired" else "Welch") if significant is not None else "",
+        "p_value": diff.p_value,
+        "significant": significant,
+        "verdict": verdict,
+        "speed_ratio": speed_b / speed_a if speed_a and not math.isnan(speed_a) else math.nan,
+        "status_a": row["status_a"],
+        "status_b": row["status_b"],
+        # how much worse B is than A (negative: better), and how much worse it may be
+        "worse_by": diff.diff if lower else -diff.diff,
+        "tolerance": tolerance.of(row["mean_a"]) if tolerance is not None else math.nan,
+        "missing_seeds": missing,
+        "missing_keys": [in_a[seed] for seed in missing],
+    }
 
 
 def beyond(worse_by: float, tolerance: float) -> bool:
