@@ -38,7 +38,8 @@ def test_run_stores_every_cell_ok(finished_run) -> None:
     assert {d["settings"]["task"]["kind"] for d in documents} == {"classification", "detection", "segmentation"}
     metrics = {d["task"]: set(d["metrics"]) for d in documents}
     detection = {"map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100"}
-    assert metrics == {"cls": {"top1"}, "det": detection, "seg": {"miou", "pixel_acc"}}  # five classes: no top5
+    classification = {"top1", "f1_macro", "balanced_accuracy", "auroc_macro", "ece"}  # five classes: no top5
+    assert metrics == {"cls": classification, "det": detection, "seg": {"miou", "pixel_acc"}}
 
 
 def test_rerun_recomputes_nothing(finished_run) -> None:
