@@ -84,4 +84,7 @@ def tuning_notes(table: pd.DataFrame) -> list[str]:
 
 
 def roi_with_tuning(table: pd.DataFrame) -> pd.Series:
-    return table["gain"] / (table["train_device_hours"] + table["upstream_device_hours"] + table["tuning_device_hours"])
+    hours = sum(pd.to_numeric(table[c], errors="coerce").astype(float)
+                for c in ("train_device_hours", "upstream_device_hours", "tuning_device_hours"))  # fmt: skip
+    gain = pd.to_numeric(table["gain"], errors="coerce").astype(float)
+    return gain / hours.where(hours > 0)  # no measured time (results without costs): no ROI
